@@ -1,0 +1,1 @@
+"""Companion coffea processors (installed as ``coffea_hepfm.processors``)."""
