@@ -19,17 +19,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-bench = typer.Typer(help="Benchmarks: print throughput figures and ratios from one run.", no_args_is_help=True)
+bench = typer.Typer(
+    help="Benchmarks: print throughput figures and ratios from one run.", no_args_is_help=True
+)
 app.add_typer(bench, name="bench")
 
 # Order follows the data flow: simulation -> NanoAOD -> graph -> model -> score | ntuples -> training.
 _STAGES = (
     "coffea_hepfm.simulation.cli",
+    "coffea_hepfm.graph.cli",
     "coffea_hepfm.model.cli",
     "coffea_hepfm.training.cli",
     "coffea_hepfm.score.cli",
     "coffea_hepfm.triton.cli",
     "coffea_hepfm.processors.cli",
+    "coffea_hepfm.demo",
 )
 
 

@@ -62,3 +62,33 @@ def sim_dir(tmp_path_factory) -> Path:
 def sim_files(sim_dir) -> dict[str, list[Path]]:
     """{process: [chunk files]} of the session's simulated samples."""
     return {p: sorted((sim_dir / p).glob("*.root")) for p in SIM_PROCESSES}
+
+
+# --- score stage (HEPFMScore) -------------------------------------------------------------------------
+# A small, untrained but real model file written with the project's own save_model; tests that need the
+# shipped trained model use `hepfm_model`, which prefers it once it exists.
+SHIPPED_SCORE_MODEL = "tth_vs_ttbar"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    import torch
+
+    from coffea_hepfm.graph import GraphSpec
+    from coffea_hepfm.model import ClassifierHead, HEPFMClassifier, HEPFMNet, save_model
+
+    torch.manual_seed(0)
+    spec = GraphSpec()
+    n_in = (spec.n_node_features, spec.n_edge_features, spec.n_global_features)
+    net = HEPFMNet(*n_in, hidden=16, n_proc_steps=2)
+    clf = HEPFMClassifier(net, ClassifierHead(2, in_channels=16, width=16))
+    meta = {"class_names": ["ttH", "ttbar"], "task": "test", "description": "tiny untrained test model"}
+    return save_model(tmp_path_factory.mktemp("models") / "tiny.safetensors", clf, spec.to_dict(), meta)
+
+
+@pytest.fixture(scope="session")
+def hepfm_model(tiny_model_file) -> str:
+    """The shipped ``tth_vs_ttbar`` model if this installation has it, else the tiny test model's path."""
+    from coffea_hepfm import models
+
+    return SHIPPED_SCORE_MODEL if SHIPPED_SCORE_MODEL in models.available() else str(tiny_model_file)

@@ -53,7 +53,9 @@ def open_events(
                 spec, schemaclass=NanoAODSchema, mode="dask", steps_per_file=steps_per_file
             ).events()
         if len(paths) != 1:
-            raise ValueError(f"mode={mode!r} opens one file at a time; use mode='dask' for {len(paths)} files")
+            raise ValueError(
+                f"mode={mode!r} opens one file at a time; use mode='dask' for {len(paths)} files"
+            )
         return NanoEventsFactory.from_root(
             {os.fspath(paths[0]): treename},
             schemaclass=NanoAODSchema,

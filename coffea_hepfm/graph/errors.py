@@ -1,0 +1,49 @@
+"""Errors and warnings raised while turning NanoAOD events into graphs.
+
+All of them name what went wrong precisely (the branch, the spec field, the number of bad values), so a
+user can fix the input or pick the documented fallback.
+"""
+
+from __future__ import annotations
+
+
+class GraphError(Exception):
+    """Base class of every error raised by :mod:`coffea_hepfm.graph`."""
+
+
+class GraphSpecMismatch(GraphError, ValueError):
+    """Two graph specs differ in a field that changes the features (e.g. a model file from another spec).
+
+    ``differences`` maps field name to ``(expected, got)``.
+    """
+
+    def __init__(self, message: str, differences: dict | None = None):
+        super().__init__(message)
+        self.differences = dict(differences or {})
+
+
+class MissingBranchError(GraphError, KeyError):
+    """A NanoAOD branch the graph spec needs is not in the file.
+
+    ``branch`` is the first missing branch name (e.g. ``"Photon_pt"``); the message adds a NanoAOD
+    version hint and the spec option that avoids the error.
+    """
+
+    def __init__(self, message: str, branch: str):
+        super().__init__(message)
+        self.branch = branch
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
+        return str(self.args[0])
+
+
+class NonFiniteInput(GraphError, ValueError):
+    """NaN or inf in an input branch while ``nonfinite="raise"``."""
+
+
+class MissingCollectionWarning(UserWarning):
+    """A whole object collection is absent and is treated as empty (``missing="empty"``)."""
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Objects with NaN/inf kinematics were dropped (``nonfinite="drop"``) or zeroed (``"zero"``)."""

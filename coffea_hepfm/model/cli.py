@@ -1,0 +1,150 @@
+"""Commands of the model stage: ``coffea-hepfm bench model`` and ``coffea-hepfm model-info``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+BACKENDS = ("eager", "script", "onnx")
+
+
+def _default_nanoaod() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    return Path(os.environ.get("HEPFM_SHARED", root.parent / "shared")) / "data" / "nanoaod"
+
+
+def _onnx_runner(module, threads: int, tmp: Path):
+    import onnxruntime as ort
+
+    from coffea_hepfm.model.export import INPUT_NAMES, export_onnx
+
+    path = export_onnx(module, tmp / "model.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(*inputs):
+        return session.run(None, {k: v.numpy() for k, v in zip(INPUT_NAMES, inputs, strict=True)})
+
+    return run
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @bench.command("model")
+    def bench_model(
+        events: int = typer.Option(50_000, help="Events to run over (real graphs are replicated to this)."),
+        batch_size: list[int] = typer.Option(
+            [256, 1024, 4096], "--batch-size", "-b", help="Events per forward."
+        ),
+        threads: int = typer.Option(1, help="torch / onnxruntime threads (1 = per-core numbers)."),
+        source: str = typer.Option("auto", help="auto | nanoaod | random (random: 5-15 nodes per event)."),
+        nanoaod: Path = typer.Option(None, help="Folder of NanoAOD files (default ../shared/data/nanoaod)."),
+        model: str = typer.Option(None, help="Model file or shipped name; default: untrained default net."),
+        backend: list[str] = typer.Option(["eager", "script"], "--backend", help="eager | script | onnx."),
+        seconds: float = typer.Option(3.0, help="Minimum timed seconds per configuration."),
+    ) -> None:
+        """CPU inference events/s/core and the fraction of measured matmul FLOP/s the model reaches."""
+        import tempfile
+
+        import torch
+        from rich.console import Console
+        from rich.table import Table
+
+        from coffea_hepfm.model import bench as B
+        from coffea_hepfm.model.heads import ClassifierHead, HEPFMClassifier
+        from coffea_hepfm.model.io import load_model
+        from coffea_hepfm.model.network import HEPFMNet
+
+        console = Console()
+        bad = sorted(set(backend) - set(BACKENDS))
+        if bad or source not in ("auto", "nanoaod", "random"):
+            raise typer.BadParameter(
+                f"backend must be in {BACKENDS}, source in auto|nanoaod|random (got {bad or source})"
+            )
+        torch.set_num_threads(threads)
+        from coffea_hepfm.graph import GraphSpec
+
+        spec = GraphSpec()
+        if model:
+            clf = load_model(model).module
+        else:
+            torch.manual_seed(0)
+            clf = HEPFMClassifier(HEPFMNet.from_spec(spec), ClassifierHead(2)).eval()
+        cfg = clf.backbone.get_config()
+        files = sorted((nanoaod or _default_nanoaod()).glob("*.root"))
+        if source == "nanoaod" and not files:
+            raise typer.BadParameter(f"no NanoAOD files in {nanoaod or _default_nanoaod()}")
+        with console.status("building graphs"):
+            if source != "random" and files:
+                graphs, info = B.nanoaod_graphs(files, events, spec)
+                what = f"real NanoAOD graphs ({info['source_events']} events from {len(info['files'])} files, replicated)"
+            else:
+                graphs = B.random_graphs(events, cfg["n_node"], cfg["n_edge"], cfg["n_global"])
+                what = "random graphs, 5-15 nodes per event"
+        summary = B.node_count_summary(graphs)
+        with console.status("measuring matmul peak"):
+            peaks = [B.matmul_gflops()]
+        head = [(m.in_features, m.out_features) for m in clf.head.modules() if isinstance(m, torch.nn.Linear)]
+        flops = B.model_flops(cfg, graphs[0].size(0), graphs[1].size(1), graphs[3].size(0), head)
+        per_event = flops["total"] / graphs[3].size(0)
+
+        table = Table(
+            title=f"HEPFMNet CPU inference, {threads} thread(s), hidden={cfg['hidden']}, steps={cfg['n_proc_steps']}"
+        )
+        for col in ("backend", "batch", "events/s/core", "us/event", "GFLOP/s", "% of matmul peak"):
+            table.add_column(col, justify="right")
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for bs in batch_size:
+                batches = list(B.iter_batches(graphs, bs))
+                for name in backend:
+                    with console.status(f"{name}, batch {bs}"):
+                        if name == "eager":
+                            fn = clf
+                        elif name == "script":
+                            fn = torch.jit.script(clf)
+                        else:
+                            fn = _onnx_runner(clf, threads, Path(tmp))
+                        elapsed, n = B.time_model(fn, batches, seconds)
+                    rows.append((name, bs, n / elapsed))
+        # Peak measured before and after (the best of both): on a shared machine the load changes.
+        peak = max(*peaks, B.matmul_gflops())
+        for name, bs, rate in rows:
+            gflops = per_event * rate / 1e9
+            table.add_row(
+                name,
+                str(bs),
+                f"{rate / threads:,.0f}",
+                f"{1e6 / rate:.0f}",
+                f"{gflops:.1f}",
+                f"{100 * gflops / peak:.1f}",
+            )
+        console.print(
+            f"graphs: {what}; mean {summary['mean_nodes']:.1f} nodes, {summary['mean_edges']:.1f} edges per event"
+        )
+        console.print(f"matmul peak (float32 1024x1024, {threads} thread(s)): {peak:.1f} GFLOP/s")
+        console.print(
+            f"model: {per_event / 1e6:.2f} MFLOP/event (Linear layers, 2*in*out per row); the "
+            f"concatenation form would need {flops['total_concat'] / flops['total']:.2f}x that"
+        )
+        console.print(table)
+
+    @app.command("model-info")
+    def model_info(model: str = typer.Argument(..., help="Model file or shipped model name.")) -> None:
+        """Print a model file's metadata (checked: format, sha256, graph spec) without running it."""
+        import json
+
+        from rich.console import Console
+
+        from coffea_hepfm.model.io import load_model
+
+        try:
+            loaded = load_model(model)
+        except (ValueError, LookupError, FileNotFoundError) as err:  # model-file, spec and name errors
+            Console(stderr=True).print(f"[red]{type(err).__name__}:[/red] {err}")
+            raise typer.Exit(1) from err
+        meta = {k: v for k, v in loaded.meta.items() if k != "graph_spec"}
+        Console().print_json(json.dumps({"path": str(loaded.path), "sha256": loaded.sha256, **meta}))

@@ -1,0 +1,92 @@
+"""``coffea-hepfm score FILES... --model NAME --out scores.parquet`` and ``coffea-hepfm bench score``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command("score")
+    def score_cmd(
+        files: list[Path] = typer.Argument(..., help="NanoAOD files (CMS or simulated)."),
+        model: str = typer.Option(..., "--model", "-m", help="Shipped model name or model file."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output parquet file."),
+        workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (1: in-process)."),
+        chunk_size: int = typer.Option(100_000, "--chunk-size", "-c", help="Events read per chunk."),
+        batch_size: int = typer.Option(
+            None, "--batch-size", "-b", help="Events per network call (default: 256 on CPU, 8192 on CUDA)."
+        ),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        embedding: bool = typer.Option(False, "--embedding/--no-embedding", help="Also write the embedding."),
+    ) -> None:
+        """Add the foundation-model score to every event: one parquet row per event, one column per class."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from coffea_hepfm.graph import GraphError
+        from coffea_hepfm.model.io import ModelFileError
+        from coffea_hepfm.models import UnknownModel
+        from coffea_hepfm.score.files import plan_chunks, score_files
+        from coffea_hepfm.score.wrapper import HEPFMScore
+
+        try:
+            HEPFMScore(model, device=device, batch_size=batch_size)  # bad model/options: fail before the bar
+            total = sum(len(c) for c in plan_chunks(files, chunk_size))
+            columns = (
+                TextColumn("scoring"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("events"),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns) as bar:
+                task = bar.add_task("score", total=total)
+                n = score_files(
+                    files,
+                    model,
+                    out,
+                    workers=workers,
+                    chunk_size=chunk_size,
+                    batch_size=batch_size,
+                    device=device,
+                    embedding=embedding,
+                    progress=lambda k: bar.advance(task, k),
+                )
+        except (UnknownModel, ModelFileError, GraphError, FileNotFoundError, ValueError, RuntimeError) as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{n} events scored -> {out}")
+
+    @bench.command("score")
+    def bench_score_cmd(
+        model: str = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Model (default: shipped tth_vs_ttbar, else a freshly initialised default-size network).",
+        ),
+        source: list[Path] = typer.Option(
+            None, "--source", help="NanoAOD files to replicate (default: the shared CMS files)."
+        ),
+        events: int = typer.Option(1_000_000, "--events", "-n", help="Events in the benchmark file."),
+        chunk_size: int = typer.Option(100_000, "--chunk-size", "-c", help="Events per chunk."),
+        workdir: Path = typer.Option(Path("/tmp/coffea-hepfm-bench"), "--workdir", help="Scratch folder."),
+        memory: bool = typer.Option(
+            True, "--memory/--no-memory", help="Also measure peak RSS vs chunk size."
+        ),
+        dense_events: int = typer.Option(20_000, "--dense-events", help="Events for (d), the slow baseline."),
+    ) -> None:
+        """Events/s/core for (a) read, (b) read+graph, (c) read+graph+HEPFMScore, (d) coffea torch_wrapper
+        on padded dense input, plus peak memory for two chunk sizes; prints the ratios."""
+        from coffea_hepfm.score.bench import run_benchmark
+
+        run_benchmark(
+            model=model,
+            sources=source or None,
+            n_events=events,
+            chunk_size=chunk_size,
+            workdir=workdir,
+            memory=memory,
+            dense_events=dense_events,
+        )

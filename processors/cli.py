@@ -1,0 +1,152 @@
+"""``coffea-hepfm ntuples``: NanoAOD fileset -> training ntuples (graph features, label, weights, IDs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _fail(err: BaseException) -> None:
+    typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+    raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command("ntuples")
+    def ntuples_cmd(
+        fileset: Path = typer.Argument(
+            ..., help="Fileset JSON: {dataset: {files, metadata: {label, xsec}}}."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (parquet chunks + ntuple.json)."),
+        workers: int = typer.Option(
+            0, "--workers", "-w", help="0: eager in-process; K: LocalCluster, K workers."
+        ),
+        executor: str = typer.Option(
+            None, "--executor", help="'iterative' (eager) or 'dask'; default: dask when --workers > 0."
+        ),
+        scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
+        task_classes: str = typer.Option(
+            None,
+            "--task-classes",
+            help="Comma-separated class names in label order (default: sorted labels).",
+        ),
+        chunksize: int = typer.Option(100_000, "--chunksize", "-c", help="Entries per chunk (parquet file)."),
+        corrections: Path = typer.Option(
+            None, "--corrections", help="Folder with puWeights_2018_UL.json and muon_Z_2018_UL.json.gz."
+        ),
+        muon_key: str = typer.Option(
+            "NUM_TightID_DEN_TrackerMuons", "--muon-key", help="Muon SF correction."
+        ),
+        spec: Path = typer.Option(
+            None, "--spec", help="GraphSpec JSON (GraphSpec.to_dict()); default GraphSpec()."
+        ),
+        lumi: float = typer.Option(59830.0, "--lumi", help="Integrated luminosity in pb^-1."),
+        allow_data: bool = typer.Option(False, "--allow-data", help="Accept data datasets (unit weights)."),
+    ) -> None:
+        """Write training ntuples with correctionlib weights; a rerun writes only the missing chunks."""
+        import dataclasses
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from coffea_hepfm.graph import GraphSpec
+        from coffea_hepfm.processors import default_corrections, load_fileset, make_ntuples
+
+        try:
+            fs = load_fileset(fileset)
+            graph_spec = GraphSpec.from_dict(json.loads(spec.read_text())) if spec else GraphSpec()
+            corrs = ()
+            if corrections is not None:
+                pu, mu = default_corrections(corrections)
+                corrs = (pu, dataclasses.replace(mu, key=muon_key))
+        except (KeyError, ValueError, OSError) as err:
+            _fail(err)
+        classes = [c.strip() for c in task_classes.split(",")] if task_classes else None
+        mode = executor or ("dask" if workers > 0 or scheduler else "iterative")
+        kwargs = dict(
+            executor=mode,
+            chunksize=chunksize,
+            classes=classes,
+            corrections=corrs,
+            lumi=lumi,
+            require_mc=not allow_data,
+            progress=True,
+        )
+        try:
+            if workers > 0 or scheduler:
+                from distributed import Client, LocalCluster
+
+                if scheduler:
+                    with Client(scheduler) as client:
+                        result = make_ntuples(fs, out, graph_spec, client=client, **kwargs)
+                else:
+                    with (
+                        LocalCluster(
+                            n_workers=workers, threads_per_worker=1, dashboard_address=":0"
+                        ) as cluster,
+                        Client(cluster) as client,
+                    ):
+                        result = make_ntuples(fs, out, graph_spec, client=client, **kwargs)
+            else:
+                result = make_ntuples(fs, out, graph_spec, **kwargs)
+        except (KeyError, ValueError, OSError) as err:
+            _fail(err)
+        table = Table(title=f"ntuples in {out}")
+        for col in ("dataset", "chunks written", "chunks skipped", "events read", "selected"):
+            table.add_column(col, justify="left" if col == "dataset" else "right")
+        for name, c in result.items():
+            table.add_row(
+                name, *(str(c[k]) for k in ("chunks_written", "chunks_skipped", "events", "selected"))
+            )
+        Console().print(table)
+
+    @app.command("finetune-ntuples")
+    def finetune_ntuples_cmd(
+        ntuples: Path = typer.Argument(..., help="Ntuple folder written by `coffea-hepfm ntuples`."),
+        from_: str = typer.Option(..., "--from", help="Pretrained model file, or `none` for scratch."),
+        out: Path = typer.Option(..., "--out", "-o", help="Model file to write (.safetensors)."),
+        signal: str = typer.Option(None, "--signal", help="Signal class (default: 'signal' or the first)."),
+        weight_column: str = typer.Option("weight", "--weight-column", help="Weight column for the loss."),
+        strategy: str = typer.Option("full", "--strategy", help="full | frozen | head"),
+        max_epochs: int = typer.Option(50, "--max-epochs"),
+        time_budget: float = typer.Option(None, "--time-budget", help="Training seconds cap."),
+        val_fraction: float = typer.Option(0.2, "--val-fraction"),
+        test_fraction: float = typer.Option(0.2, "--test-fraction"),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        scheduler: str = typer.Option(None, "--scheduler", help="Run on a worker of this Dask scheduler."),
+    ) -> None:
+        """Fine-tune a pretrained backbone on ntuples (weighted loss, split by event ID)."""
+        import math
+
+        from coffea_hepfm.processors import launch_finetune
+
+        kwargs = dict(
+            signal=signal,
+            weight_column=weight_column,
+            strategy=strategy,
+            max_epochs=max_epochs,
+            time_budget_s=time_budget if time_budget is not None else math.inf,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            device=device,
+        )
+        pretrained = None if from_.lower() == "none" else from_
+        try:
+            if scheduler:
+                from distributed import Client
+
+                with Client(scheduler) as client:
+                    summary = launch_finetune(ntuples, pretrained, out, client=client, **kwargs).result()
+            else:
+                summary = launch_finetune(ntuples, pretrained, out, progress=True, **kwargs)
+        except (KeyError, ValueError, OSError) as err:
+            _fail(err)
+        m = summary["metrics"]
+        typer.echo(
+            f"{out}: test AUC {m['auc']:.4f} (validation {m['val_auc']:.4f}) on {m['n_signal']} signal / "
+            f"{m['n_background']} background events; plots: {', '.join(summary['plots'])}"
+        )

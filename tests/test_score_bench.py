@@ -1,0 +1,78 @@
+"""The benchmark's pieces: the padded torch_wrapper baseline computes the same scores; the bench file."""
+
+from __future__ import annotations
+
+import warnings
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from coffea_hepfm import HEPFMScore
+from coffea_hepfm.nanoaod import open_events
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_padded_torch_wrapper_baseline_matches_hepfmscore(shared_nanoaod, sim_files, hepfm_model, tmp_path):
+    from coffea.ml_tools.torch_wrapper import torch_wrapper
+
+    from coffea_hepfm.score.dense import PaddedGraphTorchWrapper, save_dense_torchscript
+
+    jit, spec = save_dense_torchscript(hepfm_model, tmp_path / "dense.pt")
+    wrapper = PaddedGraphTorchWrapper(jit, spec)
+    assert isinstance(wrapper, torch_wrapper)
+    scorer = HEPFMScore(hepfm_model, device="cpu")
+    for path in (shared_nanoaod / "nano_tt_v12.root", sim_files["tth"][0]):
+        events = open_events(path)
+        dense = ak.to_numpy(wrapper(events))
+        sparse = np.stack([ak.to_numpy(scorer(events)[n]) for n in scorer.class_names_], axis=1)
+        assert dense.shape == sparse.shape == (len(events), len(scorer.class_names_))
+        np.testing.assert_allclose(dense, sparse, rtol=1e-4, atol=1e-5)
+
+
+def test_bench_file_repeats_the_sources(shared_nanoaod, tmp_path):
+    import uproot
+
+    from coffea_hepfm.graph import GraphSpec, build_flat
+    from coffea_hepfm.score.bench import make_bench_file, read_chunk
+
+    spec = GraphSpec()
+    sources = [shared_nanoaod / "nano_tt_v12.root", shared_nanoaod / "nano_tree.root"]
+    path = make_bench_file(sources, 500, tmp_path / "bench.root", spec, basket=128)
+    tree = uproot.open(path)["Events"]
+    assert tree.num_entries == 500 and "nJet" in tree.keys() and "Jet_pt" in tree.keys()
+    branches = [b for b in tree.keys() if not b.startswith("n")]
+    from_bench = build_flat(read_chunk(tree, branches, 0, 420), spec)
+    first = build_flat(open_events(sources[0]), spec)
+    # nano_tt_v12 has no Photon, so the bench file has none: the common branches of all sources
+    second = build_flat(open_events(sources[1]), spec.replace(max_photons=0))
+    # entries 0..209 are the two sources, 210..419 the same again
+    np.testing.assert_array_equal(from_bench.x, np.concatenate([first.x, second.x, first.x, second.x]))
+    np.testing.assert_array_equal(from_bench.u, np.concatenate([first.u, second.u, first.u, second.u]))
+
+
+def test_run_benchmark_prints_all_rates(shared_nanoaod, tiny_model_file, tmp_path):
+    from coffea_hepfm.score.bench import run_benchmark
+
+    lines = []
+    res = run_benchmark(
+        model=str(tiny_model_file),
+        sources=[shared_nanoaod / "nano_tt_v12.root"],
+        n_events=1000,
+        chunk_size=500,
+        workdir=tmp_path,
+        memory=False,
+        dense_events=100,
+        print_fn=lines.append,
+    )
+    for key in ("a_read", "b_read_graph", "c_read_graph_score", "d_torch_wrapper_padded"):
+        assert res[key]["events_per_s"] > 0
+    assert res["c_over_d"] > 0
+    text = "\n".join(lines)
+    assert "(a)" in text and "(d)" in text and "(c) / (d)" in text
