@@ -27,6 +27,7 @@ app.add_typer(bench, name="bench")
 # Order follows the data flow: simulation -> NanoAOD -> graph -> model -> score | ntuples -> training.
 _STAGES = (
     "coffea_hepfm.simulation.cli",
+    "coffea_hepfm.nanoaod.cli",
     "coffea_hepfm.graph.cli",
     "coffea_hepfm.model.cli",
     "coffea_hepfm.training.cli",

@@ -38,13 +38,18 @@ _EXPORTS = {
     "read_manifest": "writer",
     "read_ntuples": "writer",
     "validation_mask": "split",
-    "launch_finetune": "finetune",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "launch_finetune"])
 
 
 def __getattr__(name: str):
+    if name == "launch_finetune":
+        # Fine-tuning consumes ntuples, so it lives downstream in coffea_hepfm.training; offered here
+        # because analysts look for it next to the processor that writes their ntuples.
+        from coffea_hepfm.training.ntuples import launch_finetune
+
+        return launch_finetune
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"coffea_hepfm.processors.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'coffea_hepfm.processors' has no attribute {name!r}")

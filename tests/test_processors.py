@@ -329,8 +329,8 @@ def test_launch_finetune_on_dask_worker(runs, tiny_model_file, sim_files, tmp_pa
     from distributed import Client, LocalCluster
 
     from coffea_hepfm.processors import launch_finetune
-    from coffea_hepfm.processors.finetune import load_ntuple_tables
     from coffea_hepfm.score import HEPFMScore
+    from coffea_hepfm.training.ntuples import load_ntuple_tables
 
     base, _ = runs
     out = tmp_path / "tth_ntuples.safetensors"

@@ -10,10 +10,10 @@ import pytest
 import uproot
 
 from coffea_hepfm.nanoaod import open_events
+from coffea_hepfm.nanoaod.validate import observables, peak_position, validate_dir
 from coffea_hepfm.simulation import known_processes, pretraining_processes, simulate
 from coffea_hepfm.simulation.generator import MAX_SEED, chunk_seed
 from coffea_hepfm.simulation.response import BTAG_WP
-from coffea_hepfm.simulation.validate import observables, peak_position, validate_dir
 
 
 def _read_objects(events) -> dict[str, np.ndarray]:

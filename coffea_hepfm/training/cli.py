@@ -30,7 +30,7 @@ def _ints(text: str) -> list[int]:
 def _finetune_ntuples(data, from_, out, signal, strategy, lr, head_lr_mult, seed, epochs, time_budget):
     """``finetune --ntuples DIR``: the processors' ``launch_finetune`` on `coffea-hepfm ntuples` output."""
     from coffea_hepfm.model import ModelFileError
-    from coffea_hepfm.processors import launch_finetune
+    from coffea_hepfm.training.ntuples import launch_finetune
 
     if out is None:
         _fail(ValueError("--out is required with --ntuples"))
@@ -278,3 +278,52 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"cka_{task}.json").write_text(json.dumps(result, indent=1))
         typer.echo(json.dumps({k: v["diagonal"] for k, v in result.items()}, indent=1))
+
+    @app.command("finetune-ntuples")
+    def finetune_ntuples_cmd(
+        ntuples: Path = typer.Argument(..., help="Ntuple folder written by `coffea-hepfm ntuples`."),
+        from_: str = typer.Option(..., "--from", help="Pretrained model file, or `none` for scratch."),
+        out: Path = typer.Option(..., "--out", "-o", help="Model file to write (.safetensors)."),
+        signal: str = typer.Option(None, "--signal", help="Signal class (default: 'signal' or the first)."),
+        weight_column: str = typer.Option("weight", "--weight-column", help="Weight column for the loss."),
+        strategy: str = typer.Option("full", "--strategy", help="full | frozen | head"),
+        max_epochs: int = typer.Option(50, "--max-epochs"),
+        time_budget: float = typer.Option(None, "--time-budget", help="Training seconds cap."),
+        val_fraction: float = typer.Option(0.2, "--val-fraction"),
+        test_fraction: float = typer.Option(0.2, "--test-fraction"),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        scheduler: str = typer.Option(None, "--scheduler", help="Run on a worker of this Dask scheduler."),
+    ) -> None:
+        """Fine-tune a pretrained backbone on ntuples (weighted loss, split by event ID)."""
+        import math
+
+        from coffea_hepfm.training.ntuples import launch_finetune
+
+        kwargs = dict(
+            signal=signal,
+            weight_column=weight_column,
+            strategy=strategy,
+            max_epochs=max_epochs,
+            time_budget_s=time_budget if time_budget is not None else math.inf,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            device=device,
+        )
+        pretrained = None if from_.lower() == "none" else from_
+        try:
+            if scheduler:
+                from distributed import Client
+
+                with Client(scheduler) as client:
+                    summary = launch_finetune(ntuples, pretrained, out, client=client, **kwargs).result()
+            else:
+                summary = launch_finetune(ntuples, pretrained, out, progress=True, **kwargs)
+        except (KeyError, ValueError, OSError) as err:
+            _fail(err)
+        m = summary["metrics"]
+        typer.echo(
+            f"{out}: test AUC {m['auc']:.4f} (validation {m['val_auc']:.4f}) on {m['n_signal']} signal / "
+            f"{m['n_background']} background events; plots: {', '.join(summary['plots'])}"
+        )
