@@ -283,3 +283,23 @@ def test_triton_backend_delegates_and_names_the_url(shared_nanoaod, tiny_model_f
     scorer = HEPFMScore(tiny_model_file, backend=url)
     with pytest.raises(TritonUnavailable, match="127.0.0.1:1"):
         _score(scorer, _quiet_open(shared_nanoaod / "nano_tree.root"))
+
+
+def _worker_torch_threads(model):
+    import torch
+
+    from coffea_hepfm.score.local import LocalRunner
+
+    LocalRunner(model, device="cpu")
+    return torch.get_num_threads()
+
+
+def test_runner_on_dask_worker_uses_the_worker_thread_count(hepfm_model):
+    """A single-threaded Dask worker must not run torch on every core of the node (oversubscription)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert client.submit(_worker_torch_threads, str(hepfm_model), pure=False).result() == 1
