@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coffea_hepfm.training.figures import save_figure
+
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA between ``x [n, p]`` and ``y [n, q]`` (rows are the same inputs).
@@ -90,13 +92,7 @@ def plot_cka(matrix: np.ndarray, path, xlabel: str, ylabel: str, title: str = ""
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="linear CKA")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def compare_models(

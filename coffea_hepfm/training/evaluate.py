@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coffea_hepfm.training.figures import save_figure
+
 #: signal efficiencies at which the background rejection 1 / epsilon_B is reported
 WORKING_POINTS = (0.3, 0.5)
 
@@ -99,7 +101,7 @@ def plot_roc(
     ax.set_ylabel("background rejection $1/\\epsilon_B$")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=12)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scores(is_signal: np.ndarray, score: np.ndarray, class_names, path, title: str = "") -> Path:
@@ -125,19 +127,7 @@ def plot_scores(is_signal: np.ndarray, score: np.ndarray, class_names, path, tit
     ax.set_yscale("log")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=12)
-    return _save(fig, path)
-
-
-def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def evaluate_model(model_path, data_dir, task: str | None = None, out_dir=None) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coffea_hepfm.training.figures import save_figure
 from coffea_hepfm.training.loop import train_seconds_to_reach
 from coffea_hepfm.training.tasks import TASKS
 
@@ -225,7 +226,7 @@ def plot_learning_curves(results: dict, path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test AUC")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_time_to_target(results: dict, path) -> Path | None:
@@ -253,19 +254,7 @@ def plot_time_to_target(results: dict, path) -> Path | None:
     ax.set_ylabel("training s to reach scratch AUC")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown_table(summary: dict) -> str:
