@@ -6,8 +6,10 @@ user can fix the input or pick the documented fallback.
 
 from __future__ import annotations
 
+from coffea_hepfm.errors import HEPFMError, HEPFMWarning
 
-class GraphError(Exception):
+
+class GraphError(HEPFMError):
     """Base class of every error raised by :mod:`coffea_hepfm.graph`."""
 
 
@@ -41,9 +43,9 @@ class NonFiniteInput(GraphError, ValueError):
     """NaN or inf in an input branch while ``nonfinite="raise"``."""
 
 
-class MissingCollectionWarning(UserWarning):
+class MissingCollectionWarning(HEPFMWarning):
     """A whole object collection is absent and is treated as empty (``missing="empty"``)."""
 
 
-class NonFiniteWarning(RuntimeWarning):
+class NonFiniteWarning(HEPFMWarning, RuntimeWarning):
     """Objects with NaN/inf kinematics were dropped (``nonfinite="drop"``) or zeroed (``"zero"``)."""
