@@ -27,8 +27,15 @@ from coffea_hepfm.processors.writer import EmptySelectionWarning, chunk_path
 
 
 def _quiet_schema_warnings() -> None:
-    # NanoAODSchema warns about cross-references absent in slimmed files: expected, not actionable here.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents")
+    # NanoAODSchema's notices about cross-references absent in slimmed files (and Photon_charge it fills
+    # in): expected, not actionable here. Only these messages; every other warning still shows.
+    for message in (
+        r"Missing cross-reference (index|target) for ",
+        r"Branch \w+ already exists but its values",
+    ):
+        warnings.filterwarnings(
+            "ignore", message=message, category=RuntimeWarning, module=r"coffea\.nanoevents"
+        )
 
 
 def _normalise(fileset: dict) -> dict:

@@ -25,6 +25,7 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.processors.corrections import Correction, load_correction
 from coffea_hepfm.processors.selection import Selection, as_mask, describe, selected_muons
 from coffea_hepfm.processors.weights import (
@@ -45,7 +46,7 @@ from coffea_hepfm.processors.writer import (
 ID_COLUMNS = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
 
 
-class FilesetError(ValueError):
+class FilesetError(HEPFMError, ValueError):
     """The fileset cannot be turned into ntuples (no label, unknown class, no cross section...)."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.processors.corrections import (
     Correction,
     MuonScaleFactor,
@@ -34,7 +35,7 @@ from coffea_hepfm.processors.corrections import (
 )
 
 
-class NotMCError(ValueError):
+class NotMCError(HEPFMError, ValueError):
     """MC weights were requested for collision data (no ``genWeight``, or ``is_mc=False``)."""
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import awkward as ak
 
+from coffea_hepfm.errors import HEPFMError, HEPFMWarning
+
 MANIFEST = "ntuple.json"
 FORMAT = "coffea-hepfm-ntuple"
 FORMAT_VERSION = 1
@@ -30,11 +32,11 @@ FORMAT_VERSION = 1
 CONFIG_KEYS = ("graph_spec", "classes", "selection", "corrections", "lumi", "chunksize")
 
 
-class NtupleConfigMismatch(ValueError):
+class NtupleConfigMismatch(HEPFMError, ValueError):
     """The output folder holds ntuples made with another configuration (graph spec, classes, ...)."""
 
 
-class EmptySelectionWarning(UserWarning):
+class EmptySelectionWarning(HEPFMWarning):
     """No event of a chunk passed the selection; an empty but valid parquet file was written."""
 
 

@@ -9,6 +9,7 @@ import os
 import struct
 from pathlib import Path
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.graph.errors import GraphSpecMismatch
 
 __all__ = [
@@ -46,7 +47,7 @@ def jsonable(obj):
     raise TypeError(f"metadata value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(HEPFMError, ValueError):
     """A model file is missing, malformed, foreign or inconsistent."""
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from coffea_hepfm.errors import HEPFMError
+
 __all__ = ["MODELS_DIR", "UnknownModel", "available", "path"]
 
 MODELS_DIR = Path(__file__).resolve().parent
 SUFFIX = ".safetensors"
 
 
-class UnknownModel(LookupError):
+class UnknownModel(HEPFMError, LookupError):
     """No shipped model has this name; the message lists the available ones."""
 
 

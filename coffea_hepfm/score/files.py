@@ -10,7 +10,6 @@ once, and written in input order.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -78,10 +77,8 @@ def score_chunk(
     from coffea_hepfm.nanoaod import open_events
 
     scorer = _scorer(model, device, batch_size, embedding)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cross-reference / missing-collection chatter, once per chunk
-        events = open_events(chunk.file, mode="virtual", entry_start=chunk.start, entry_stop=chunk.stop)
-        out = scorer(events)
+    events = open_events(chunk.file, mode="virtual", entry_start=chunk.start, entry_stop=chunk.stop)
+    out = scorer(events)
     columns = {"file": pa.array(np.full(len(out), os.path.basename(chunk.file)))}
     for name in ID_COLUMNS:
         if name in events.fields:

@@ -26,6 +26,7 @@ import awkward as ak
 import numpy as np
 from coffea.ml_tools.helper import nonserializable_attribute, numpy_call_wrapper
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.score.backend import BackendSpec, parse_backend
 
 __all__ = ["HEPFMScore", "NonFiniteScore", "check_model_file", "resolve_model"]
@@ -33,7 +34,7 @@ __all__ = ["HEPFMScore", "NonFiniteScore", "check_model_file", "resolve_model"]
 _DEVICES = ("auto", "cpu", "cuda")
 
 
-class NonFiniteScore(RuntimeError):
+class NonFiniteScore(HEPFMError, RuntimeError):
     """The network produced a NaN/inf score; never returned silently."""
 
 
