@@ -13,7 +13,9 @@ look. Code that loops over files wraps each chunk in :func:`reading`:
 - any other exception keeps its type and gets ``.input_file`` / ``.entries`` and a note.
 
 Warnings of other libraries pass through untouched. Worker processes record with :func:`collect` and
-the parent re-emits with :func:`replay`, so the caller's warning filters decide in one place.
+the parent re-emits with :func:`replay`, so the caller's warning filters decide in one place. Like
+``warnings.catch_warnings``, which they use, these are for one thread at a time (the chunk loops of
+``score`` and of the eager ntuple processor).
 
 Examples
 --------
