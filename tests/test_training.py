@@ -389,6 +389,46 @@ def test_head_strategy_trains_head_then_everything(zprime_dir):
     assert info["metrics"]["auc"] >= 0.93
 
 
+def test_study_then_ship_records_the_route(train_dir, backbone_file, tmp_path):
+    """The shipping route: `coffea-hepfm study` saves the model, `coffea-hepfm ship` re-saves it under its
+    name; the shipped file records both commands, exactly as run, and keeps the training time."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from coffea_hepfm.cli import app
+    from coffea_hepfm.model import read_metadata
+
+    study = [
+        "study", "--data", str(train_dir), "--from", str(backbone_file), "--out", str(tmp_path / "study"),
+        "--tasks", "tth_vs_ttbar", "--sizes", "40", "--seeds", "0", "--budgets", "40:2", "--strategy", "full",
+        "--inits", "pretrained", "--threads", "1",
+    ]  # fmt: skip
+    res = CliRunner().invoke(app, study)
+    assert res.exit_code == 0, res.output
+    src = tmp_path / "study" / "models" / "tth_vs_ttbar_40_pretrained_s0.safetensors"
+    trained = read_metadata(src)
+    assert trained["reproduce"] == shlex.join(["coffea-hepfm", *study])
+    assert trained["study"] == {
+        "out": str(tmp_path / "study"), "task": "tth_vs_ttbar", "train_size": 40, "seed": 0, "init": "pretrained"
+    }  # fmt: skip
+    assert trained["created"] == trained["training"]["finished_at"]
+    ship = [
+        "ship",
+        str(src),
+        str(tmp_path / "tth_vs_ttbar.safetensors"),
+        "--reason",
+        "the study's model, shipped",
+    ]
+    res = CliRunner().invoke(app, ship)
+    assert res.exit_code == 0, res.output
+    shipped = read_metadata(tmp_path / "tth_vs_ttbar.safetensors")
+    assert shipped["created"] == trained["created"] and shipped["reproduce"] == trained["reproduce"]
+    assert [r["command"] for r in shipped["resaves"]] == [shlex.join(["coffea-hepfm", *ship])]
+    card = (tmp_path / "tth_vs_ttbar.md").read_text().split("## Reproduce")[1]
+    assert card.index(trained["reproduce"]) < card.index(shipped["resaves"][0]["command"])
+
+
 def test_bad_inputs(train_dir, backbone_file):
     from coffea_hepfm.training.finetune import finetune
     from coffea_hepfm.training.pretrain import pretrain
