@@ -106,14 +106,16 @@ def test_weights_on_cms_nanoaod(shared_nanoaod, corrections, corrections_dir):
     assert (w["weight_pu_up"] != w["weight_pu_down"]).mean() > 0.9
 
 
-def test_weights_on_simulated_nanoaod(sim_files, corrections):
+def test_weights_on_simulated_nanoaod(sim_files, corrections, corrections_dir):
     files = sim_files["zjets"]
     events = open_events(files[0])
     norm = Normalisation(xsec=6000.0, sumw=sum_genweights(files))
     got = event_weights(events, norm, corrections, Selection().muons(events))
+    want, _ = _expected_weights(events, 6000.0, norm.lumi, norm.sumw, corrections_dir)
     for k, v in got.items():
         v = v.to_numpy()
         assert np.isfinite(v).all() and (v >= 0).all(), k
+        np.testing.assert_allclose(v, want[k], rtol=1e-6, err_msg=k)  # the values, not only their sign
     assert (got["weight_pu_up"].to_numpy() != got["weight"].to_numpy()).any()
     n_mu = ak.num(Selection().muons(events)).to_numpy()
     assert (n_mu > 0).any()  # Z -> mumu events do get the scale factor
