@@ -2,7 +2,7 @@
 
 The ``"hepfm"`` metadata key holds::
 
-    {"format": "coffea-hepfm-model", "format_version": 1, "graph_spec": {...},
+    {"format": "coffea-hepfm-model", "format_version": 2, "graph_spec": {...},
      "model_config": {n_node, n_edge, n_global, hidden, n_proc_steps, aggr, mlp_layers,
                       "head": kind, "n_outputs": C, "head_config": {...}},
      "head": kind, "class_names": [...], "task": ..., "recipe": {...}, "data": {...}, "metrics": {...}, ...}
@@ -21,6 +21,9 @@ Examples
 >>> loaded = load_model("tth.safetensors", expected_spec=spec)  # doctest: +SKIP
 >>> load_model("old.pt")  # doctest: +SKIP
 UnsafeModelFile: old.pt is a pickle/torch.save file (starts with b'PK'); ...
+>>> load_model("edited.safetensors")  # class names swapped in the header  # doctest: +SKIP
+ChecksumMismatch: edited.safetensors: the metadata (class names, graph spec, metrics or provenance) was edited
+after saving: the hashes stored in the file do not match; do not use this file, get the original again
 """
 
 from __future__ import annotations
