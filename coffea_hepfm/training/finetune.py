@@ -114,6 +114,7 @@ def finetune(
         Unknown task or strategy, a class missing from the data, ``train_size`` larger than the data,
         or ``frozen``/``head`` without a pretrained backbone.
     """
+    call = {k: v for k, v in locals().items() if k not in ("progress", "route")}  # for the provenance
     import torch
     import torch.nn.functional as F
 
@@ -130,7 +131,7 @@ def finetune(
     spec = GraphSpec.from_dict(meta["graph_spec"]) if "graph_spec" in meta else GraphSpec()
     splits = task_splits(data_dir, tsk, train_size, seed=seed)
     n_train = len(splits.train)
-    batch_size_arg, batch_size = batch_size, batch_size or default_batch_size(n_train)
+    batch_size = batch_size or default_batch_size(n_train)
     torch.manual_seed(seed)
     model = build_finetune_model(pretrained, spec, hidden, n_proc_steps)
 
@@ -253,24 +254,7 @@ def finetune(
         from coffea_hepfm.training.modelfile import save_trained
 
         route = dict(route or {})
-        command = route.pop("reproduce", None) or _command(
-            data_dir,
-            task,
-            train_size,
-            pretrained,
-            strategy,
-            out,
-            seed,
-            lr,
-            lr_scratch,
-            head_lr_mult,
-            batch_size_arg,
-            max_epochs,
-            time_budget_s,
-            patience,
-            hidden,
-            n_proc_steps,
-        )
+        command = route.pop("reproduce", None) or _command(call)
         save_trained(
             out,
             model,
@@ -287,68 +271,45 @@ def finetune(
     return info
 
 
-def _command(
-    data_dir,
-    task,
-    train_size,
-    pretrained,
-    strategy,
-    out,
-    seed,
-    lr,
-    lr_scratch,
-    head_lr_mult,
-    batch_size,
-    max_epochs,
-    time_budget_s,
-    patience,
-    hidden,
-    n_proc_steps,
-) -> str:
-    """The exact command behind a run: ``coffea-hepfm finetune`` when every parameter can be given on the
-    command line, else the equivalent Python call."""
+#: finetune() parameters that `coffea-hepfm finetune` takes, as (option, parameter)
+_CLI = (
+    ("--data", "data_dir"),
+    ("--from", "pretrained"),
+    ("--task", "task"),
+    ("--train-size", "train_size"),
+    ("--strategy", "strategy"),
+    ("--seed", "seed"),
+    ("--lr", "lr"),
+    ("--head-lr-mult", "head_lr_mult"),
+    ("--epochs", "max_epochs"),
+    ("--time-budget", "time_budget_s"),
+    ("--threads", None),
+    ("--out", "out"),
+)
+
+
+def _command(call: dict) -> str:
+    """The exact command behind the call ``finetune(**call)``: ``coffea-hepfm finetune`` when every
+    parameter can be given on the command line, else the equivalent Python call."""
+    import inspect
+
     import torch
 
     from coffea_hepfm.training.modelfile import cli_command, python_call
 
     threads = torch.get_num_threads()
-    budget = None if math.isinf(time_budget_s) else time_budget_s
-    python_only = {
-        "lr_scratch": (lr_scratch, 1e-3),
-        "batch_size": (batch_size, None),
-        "patience": (patience, 8),
-        "hidden": (hidden, 64),
-        "n_proc_steps": (n_proc_steps, 4),
-    }
-    if train_size is None or any(v != d for v, d in python_only.values()):
-        kwargs = {
-            "pretrained": pretrained,
-            "strategy": strategy,
-            "out": out,
-            "seed": seed,
-            "lr": lr,
-            "head_lr_mult": head_lr_mult,
-            "max_epochs": max_epochs,
-            "time_budget_s": time_budget_s,
-        }
-        kwargs |= {k: v for k, (v, d) in python_only.items() if v != d}
-        return python_call(__name__, "finetune", (data_dir, task, train_size), kwargs, threads)
+    defaults = {k: p.default for k, p in inspect.signature(finetune).parameters.items()}
+    on_cli = {name for _, name in _CLI}
+    python_only = {k: v for k, v in call.items() if k not in on_cli and v != defaults[k]}
+    if python_only or call["train_size"] is None:
+        args = (call["data_dir"], call["task"], call["train_size"])
+        kwargs = {k: v for k, v in call.items() if k not in ("data_dir", "task", "train_size")}
+        kwargs = {k: v for k, v in kwargs.items() if k in on_cli or k in python_only}
+        return python_call(__name__, "finetune", args, kwargs, threads)
+    values = {**call, "pretrained": "none" if call["pretrained"] is None else call["pretrained"]}
+    values["time_budget_s"] = None if math.isinf(call["time_budget_s"]) else call["time_budget_s"]
     return cli_command(
-        "coffea-hepfm finetune",
-        [
-            ("--data", data_dir),
-            ("--from", pretrained if pretrained is not None else "none"),
-            ("--task", task),
-            ("--train-size", train_size),
-            ("--strategy", strategy),
-            ("--seed", seed),
-            ("--lr", lr),
-            ("--head-lr-mult", head_lr_mult),
-            ("--epochs", max_epochs),
-            ("--time-budget", budget),
-            ("--threads", threads),
-            ("--out", out),
-        ],
+        "coffea-hepfm finetune", [(opt, threads if k is None else values[k]) for opt, k in _CLI]
     )
 
 

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import shlex
 from collections.abc import Sequence
@@ -43,8 +44,13 @@ def cli_command(program: str, options: Sequence[tuple[str, Any]]) -> str:
 
 def python_call(module: str, function: str, args: Sequence, kwargs: dict, threads: int | None = None) -> str:
     """The Python statements that repeat a call, for runs whose parameters the command line cannot give."""
-    parts = [repr(os.fspath(a) if isinstance(a, os.PathLike) else a) for a in args]
-    parts += [f"{k}={(os.fspath(v) if isinstance(v, os.PathLike) else v)!r}" for k, v in kwargs.items()]
+
+    def text(v) -> str:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"float({str(v)!r})"  # repr(inf) is not Python
+        return repr(os.fspath(v) if isinstance(v, os.PathLike) else v)
+
+    parts = [text(a) for a in args] + [f"{k}={text(v)}" for k, v in kwargs.items()]
     lines = [f"import torch; torch.set_num_threads({threads})"] if threads else []
     lines += [f"from {module} import {function}", f"{function}({', '.join(parts)})"]
     return "\n".join(lines)
