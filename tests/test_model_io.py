@@ -224,5 +224,5 @@ def test_model_info_command(saved, tmp_path):
     bad = tmp_path / "bad.safetensors"
     torch.save({"w": torch.zeros(2)}, bad)
     refused = CliRunner().invoke(app, ["model-info", str(bad)])
-    assert refused.exit_code == 1 and "UnsafeModelFile" in refused.output
+    assert refused.exit_code == 2 and "error:" in refused.output and "pickle" in refused.output
     assert HEPFMNet.from_spec(GraphSpec()).get_config()["n_global"] == GraphSpec().n_global_features

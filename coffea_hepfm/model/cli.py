@@ -144,7 +144,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         try:
             loaded = load_model(model)
         except (ValueError, LookupError, FileNotFoundError) as err:  # model-file, spec and name errors
-            Console(stderr=True).print(f"[red]{type(err).__name__}:[/red] {err}")
-            raise typer.Exit(1) from err
+            typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+            raise typer.Exit(2) from None
         meta = {k: v for k, v in loaded.meta.items() if k != "graph_spec"}
         Console().print_json(json.dumps({"path": str(loaded.path), "sha256": loaded.sha256, **meta}))

@@ -38,6 +38,8 @@ def suggest(name: str, names: list[str]) -> str:
 
     >>> suggest("ttH", ["tth", "ttbar"])
     " did you mean 'tth'?"
+    >>> suggest("ttH", ["backbone", "tth_vs_ttbar"])
+    " did you mean 'tth_vs_ttbar'?"
     >>> suggest("zzz", ["tth"])
     ''
     """
@@ -45,6 +47,8 @@ def suggest(name: str, names: list[str]) -> str:
     close = [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, names, 1)
     if not close:
         close = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), 1)]
+    if not close:  # a process name for a model name: "ttH" -> "tth_vs_ttbar"
+        close = [n for low, n in lower.items() if low.startswith(name.lower() + "_")][:1]
     return f" did you mean {close[0]!r}?" if close else ""
 
 
