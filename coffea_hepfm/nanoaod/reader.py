@@ -43,14 +43,28 @@ class NotNanoAODError(HEPFMError, ValueError):
 # warnings.catch_warnings swaps process-wide state: two threads (dask's threaded scheduler opens
 # partitions in parallel) interleaving enter/exit could leave the filter installed for good.
 _FILTER_LOCK = threading.RLock()
+# Leaving catch_warnings also resets Python's once-per-location memory, so coffea's other notes (e.g.
+# "Branch Photon_mass already exists ...") would repeat for every file opened: they are passed on once
+# per process here instead, as Python's default filter would.
+_PASSED_ON: set[tuple[type, str]] = set()
 
 
 @contextmanager
 def quiet_cross_references():
-    """Filter coffea's cross-reference warnings (category and message) inside the block, nothing else."""
-    with _FILTER_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=CROSS_REFERENCE_WARNING, category=RuntimeWarning)
-        yield
+    """Drop coffea's cross-reference warnings (category and message) raised inside the block.
+
+    Every other warning keeps the caller's filters (an ``error`` filter raises inside the block) and is
+    passed on once per process after the block.
+    """
+    with _FILTER_LOCK:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("ignore", message=CROSS_REFERENCE_WARNING, category=RuntimeWarning)
+            yield
+        for w in caught:
+            key = (w.category, str(w.message))
+            if key not in _PASSED_ON:
+                _PASSED_ON.add(key)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def file_format(path: str | os.PathLike) -> Format:
