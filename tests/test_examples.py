@@ -1,13 +1,36 @@
-"""The example analysis processor gives identical histograms eagerly, with dask, and on a LocalCluster."""
+"""The examples and the documented commands.
+
+1. The example analysis processor gives identical histograms eagerly, with dask, and on a LocalCluster.
+2. Every command of ``README.md`` and ``examples/README.md`` runs as a new user would run it: the
+   repository is cloned with ``git clone`` into a temporary folder (plus this checkout's uncommitted
+   changes to tracked files, so the test checks what is about to be committed), and every command of
+   their ``bash`` blocks runs from the clone's root, verbatim, in document order, with this environment's
+   ``coffea-hepfm`` and ``python`` first on ``PATH``. Not run: the install lines (``python3 -m venv``,
+   ``. .venv/bin/activate``, ``pip install``), which CI has just done, and the block after
+   ``<!-- test-command -->``, which is this test suite. The ``python`` blocks of the README run after its
+   commands, with ``events`` opened from a file that its ``Reproduce`` block simulated.
+
+   Sizes are the only change: the values of the options in :data:`SMALL` (event counts, epochs, time
+   budgets, study sizes) are replaced by small ones, so the long-running ``Reproduce the shipped models``
+   block runs end to end in seconds; it is checked for what each command writes, not for its physics
+   (the model cards and ``docs/results.md`` hold the full-size numbers). The two files run concurrently
+   (they share no outputs), one per core of CI's two.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = EXAMPLES.parent
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +82,139 @@ def test_histograms_equal_detects_a_difference(run_analysis):
     b.fill(score=[0.1, 0.55])
     assert run_analysis.histograms_equal({"x": {"score": a}}, {"x": {"score": a.copy()}})
     assert not run_analysis.histograms_equal({"x": {"score": a}}, {"x": {"score": b}})
+
+
+# -- every documented command, from a fresh clone -------------------------------------------------
+#: option -> the small value the documented-commands test gives it (nothing else is changed)
+SMALL = {
+    "--events": "40",
+    "-n": "40",
+    "--epochs": "1",
+    "--time-budget": "2",
+    "--sizes": "10",
+    "--seeds": "0",
+    "--budgets": "10:1",
+}
+_SETUP = re.compile(r"^(python3? -m venv|\. \S*activate|source \S*activate|(python3? -m )?pip install)\b")
+
+
+def documented_commands(markdown: str) -> list[str]:
+    """The shell commands of a markdown file's ``bash`` blocks, continuation lines joined.
+
+    >>> documented_commands("```bash\\npython3 -m venv .venv && coffea-hepfm demo\\n# note\\nfoo \\\\\\n  --x 1\\n```")
+    ['coffea-hepfm demo', 'foo --x 1']
+    """
+    text = re.sub(r"<!-- test-command -->\s*```bash\n.*?```", "", markdown, flags=re.S)
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split("&&") if not _SETUP.match(p.strip())]
+            if parts:
+                out.append(" && ".join(parts))
+    return out
+
+
+def shrink(command: str) -> str:
+    """Give every option of :data:`SMALL` its small value.
+
+    >>> shrink("coffea-hepfm simulate tth -n 2000 --events 30000 --epochs 40 --chunk-size 2000")
+    'coffea-hepfm simulate tth -n 40 --events 40 --epochs 1 --chunk-size 2000'
+    """
+    for opt, value in SMALL.items():
+        command = re.sub(rf"(?<=\s)({re.escape(opt)})(\s+|=)\S+", rf"\g<1>\g<2>{value}", command)
+    return command
+
+
+def _script(commands: list[str]) -> str:
+    lines = ["set -euo pipefail"]
+    for i, c in enumerate(commands):
+        lines += [f"echo {shlex.quote(f'### command {i}: {c}')}", c]
+    return "\n".join(lines) + "\n"
+
+
+def _fresh_clone(dest: Path) -> Path:
+    if not (ROOT / ".git").exists():
+        pytest.fail(f"{ROOT} is not a git checkout: the documented-commands test clones it")
+    subprocess.run(["git", "clone", "-q", os.fspath(ROOT), os.fspath(dest)], check=True)
+    diff = subprocess.run(
+        ["git", "-C", os.fspath(ROOT), "diff", "HEAD", "--binary"], check=True, capture_output=True
+    ).stdout
+    if diff:  # uncommitted edits of tracked files: test what is about to be committed
+        subprocess.run(["git", "-C", os.fspath(dest), "apply", "--whitespace=nowarn"], input=diff, check=True)
+    return dest
+
+
+def _start(commands: list[str], clone: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    env.pop("PYTHONPATH", None)
+    script = log.with_suffix(".sh")
+    script.write_text(_script(commands))
+    with open(log, "wb") as f:
+        return subprocess.Popen(
+            ["bash", os.fspath(script)], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT
+        )
+
+
+def _finish(proc: subprocess.Popen, log: Path, timeout: float = 600) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    text = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        started = re.findall(r"^### (command .*)$", text, flags=re.M)
+        where = started[-1] if started else "(before the first command)"
+        pytest.fail(f"documented {where} failed (exit {proc.returncode}); output tail:\n{text[-4000:]}")
+    return text
+
+
+@pytest.mark.slow
+def test_documented_commands_run_from_a_fresh_clone(tmp_path):
+    clone = _fresh_clone(tmp_path / "clone")
+    readme = [shrink(c) for c in documented_commands((clone / "README.md").read_text())]
+    examples = [shrink(c) for c in documented_commands((clone / "examples" / "README.md").read_text())]
+    assert any(c.startswith("coffea-hepfm demo") for c in readme), readme
+    assert sum(c.startswith("coffea-hepfm ") for c in readme) >= 5, readme
+    assert sum("end_to_end.py" in c for c in examples) == 2 and len(examples) >= 9, examples
+    # README's python blocks need `events`: a file that its Reproduce block simulates.
+    prelude = "import glob\nfrom coffea_hepfm.nanoaod import open_events\n"
+    prelude += "events = open_events(sorted(glob.glob('data/sim/tth/*.root'))[0])\n"
+    snippets = re.findall(r"```python\n(.*?)```", (clone / "README.md").read_text(), flags=re.S)
+    assert snippets
+    readme += [f"python -c {shlex.quote(prelude + s)}" for s in snippets]
+
+    runs = [
+        (_start(cmds, clone, tmp_path / f"{name}.log"), tmp_path / f"{name}.log")
+        for name, cmds in (("readme", readme), ("examples", examples))
+    ]
+    out_readme, out_examples = (_finish(p, log) for p, log in runs)
+
+    # README: the demo's result, and what each Reproduce command writes.
+    assert "ROC AUC ttH vs ttbar" in out_readme
+    sim = clone / "data" / "sim"
+    assert len([p for p in sim.iterdir() if any(p.glob("*.root"))]) == 17
+    assert any((clone / "data" / "train").glob("*.parquet"))
+    assert (clone / "backbone.safetensors").is_file()
+    assert (clone / "runs" / "study" / "study.json").is_file()
+    # examples/README: both end-to-end runs, and the manual steps on the same folder.
+    for run in ("e2e", "e2e_zp"):
+        assert (clone / "runs" / run / "summary.json").is_file(), run
+    manifest = json.loads((clone / "runs" / "e2e_zp" / "ntuples" / "ntuple.json").read_text())
+    assert [c["kind"] for c in manifest["corrections"]] == ["pileup", "muon"]  # --example-corrections
+    fileset = json.loads((clone / "runs" / "e2e" / "fileset.json").read_text())
+    paths = [f for ds in fileset.values() for f in ds["files"]]
+    assert paths and all(f.startswith("sim/train/") for f in paths), paths  # relative to the JSON
+    assert out_examples.count("already done") == 2  # manual step 1 after end_to_end.py
+    assert (clone / "runs" / "e2e" / "score.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(clone.glob("*.png"))  # nothing written into the working directory unasked
+
+
+def test_a_failing_documented_command_fails_the_test(tmp_path):
+    proc = _start(["true", "false", "echo never"], tmp_path, tmp_path / "fail.log")
+    with pytest.raises(pytest.fail.Exception, match="command 1: false"):
+        _finish(proc, tmp_path / "fail.log")
+    assert "never" not in (tmp_path / "fail.log").read_text()
