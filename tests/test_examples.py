@@ -179,7 +179,7 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
     examples = [shrink(c) for c in documented_commands((clone / "examples" / "README.md").read_text())]
     assert any(c.startswith("coffea-hepfm demo") for c in readme), readme
     assert sum(c.startswith("coffea-hepfm ") for c in readme) >= 5, readme
-    assert sum("end_to_end.py" in c for c in examples) == 2 and len(examples) >= 9, examples
+    assert sum("end_to_end.py" in c for c in examples) == 2 and len(examples) >= 8, examples
     # README's python blocks need `events`: a file that its Reproduce block simulates.
     prelude = "import glob\nfrom coffea_hepfm.nanoaod import open_events\n"
     prelude += "events = open_events(sorted(glob.glob('data/sim/tth/*.root'))[0])\n"
