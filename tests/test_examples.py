@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -129,9 +130,10 @@ def shrink(command: str) -> str:
 
 
 def _script(commands: list[str]) -> str:
-    lines = ["set -euo pipefail"]
+    # each command's wall and CPU seconds (its children included) follow it in the log
+    lines = ["set -euo pipefail", "TIMEFORMAT='### %R s wall, %U s user, %S s sys'"]
     for i, c in enumerate(commands):
-        lines += [f"echo {shlex.quote(f'### command {i}: {c}')}", c]
+        lines += [f"echo {shlex.quote(f'### command {i}: {c}')}", f"time {{\n{c}\n}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -152,18 +154,28 @@ def _start(commands: list[str], clone: Path, log: Path) -> subprocess.Popen:
     env.pop("PYTHONPATH", None)
     script = log.with_suffix(".sh")
     script.write_text(_script(commands))
-    with open(log, "wb") as f:
+    with open(log, "wb") as f:  # own process group: _stop ends the commands' children too
         return subprocess.Popen(
-            ["bash", os.fspath(script)], cwd=clone, env=env, stdout=f, stderr=subprocess.STDOUT
+            ["bash", os.fspath(script)],
+            cwd=clone,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
-def _finish(proc: subprocess.Popen, log: Path, timeout: float = 600) -> str:
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _finish(proc: subprocess.Popen, log: Path, timeout: float = 900) -> str:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _stop(proc)
     text = log.read_text(errors="replace")
     if proc.returncode != 0:
         started = re.findall(r"^### (command .*)$", text, flags=re.M)
@@ -191,7 +203,13 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
         (_start(cmds, clone, tmp_path / f"{name}.log"), tmp_path / f"{name}.log")
         for name, cmds in (("readme", readme), ("examples", examples))
     ]
-    out_readme, out_examples = (_finish(p, log) for p, log in runs)
+    try:
+        out_readme, out_examples = (_finish(p, log) for p, log in runs)
+    finally:
+        for p, _ in runs:
+            _stop(p)
+    for text in (out_readme, out_examples):  # per-command times: pytest -s shows them
+        print("\n".join(re.findall(r"^### .*$", text, flags=re.M)))
 
     # README: the demo's result, and what each Reproduce command writes.
     assert "ROC AUC ttH vs ttbar" in out_readme
