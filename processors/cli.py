@@ -8,7 +8,9 @@ import typer
 
 
 def _fail(err: BaseException) -> None:
-    typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+    # an OSError's args[0] is its errno: print the whole message
+    message = str(err) if isinstance(err, OSError) or not err.args else err.args[0]
+    typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2) from None
 
 
@@ -61,11 +63,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from coffea_hepfm.processors import default_corrections, load_fileset, make_ntuples
 
         try:
+            if corrections is not None and example_corrections:
+                raise ValueError("give --corrections DIR or --example-corrections, not both")
             fs = load_fileset(fileset)
             graph_spec = GraphSpec.from_dict(json.loads(spec.read_text())) if spec else GraphSpec()
             corrs = ()
-            if corrections is not None and example_corrections:
-                raise ValueError("give --corrections DIR or --example-corrections, not both")
             if corrections is not None:
                 corrs = default_corrections(corrections)
             elif example_corrections:

@@ -18,6 +18,7 @@ those (``RuntimeWarning`` with that message), are filtered while this module ope
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -92,6 +93,23 @@ def file_format(path: str | os.PathLike) -> Format:
     )
 
 
+def _parquet_rows(path: str) -> int:
+    """Events in a parquet NanoAOD file; refuses parquet without NanoAOD collections (e.g. a score table)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path)
+    names = set(meta.schema_arrow.names)
+    counters = [
+        n for n in names if re.fullmatch(r"n[A-Z]\w*", n) and any(c.startswith(n[1:] + "_") for c in names)
+    ]
+    if not counters:
+        raise NotNanoAODError(
+            f"{path} is parquet but not NanoAOD in coffea's layout: no collection counters such as nJet or "
+            f"nMuon with their Jet_* / Muon_* columns (columns: {', '.join(sorted(names)[:8])}...)"
+        )
+    return int(meta.metadata.num_rows)
+
+
 def _root_events(path: str, treename: str):
     """The uproot ``TTree`` or ``RNTuple`` named ``treename`` (the caller closes the file)."""
     import uproot
@@ -112,9 +130,7 @@ def count_events(path: str | os.PathLike, treename: str = "Events") -> int:
     """
     path = os.fspath(path)
     if file_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return _parquet_rows(path)
     root, events = _root_events(path, treename)
     with root:
         return int(events.num_entries)
@@ -129,6 +145,8 @@ def _is_rntuple(path: str, treename: str) -> bool:
 def _open_one(path: str, fmt: Format, mode: str, entry_start, entry_stop, treename: str):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
+    if fmt == "parquet":
+        _parquet_rows(path)  # a clear error before coffea's own
     with quiet_cross_references():
         if fmt == "parquet":
             factory = NanoEventsFactory.from_parquet(
@@ -145,6 +163,12 @@ def _open_one(path: str, fmt: Format, mode: str, entry_start, entry_stop, treena
         return factory.events()
 
 
+# The first partition, opened on the client to make the collection's meta, waits here for the task that
+# reads it in this process (dask's local schedulers): uproot parses an RNTuple's 1,500-field header in
+# seconds, so it is parsed once, not twice. Popped on use; other processes open their own.
+_OPENED: dict[tuple, object] = {}
+
+
 class _VirtualPartition:
     """``dask_awkward.from_map`` callable: ``(path, format, start, stop)`` -> virtual NanoEvents."""
 
@@ -153,7 +177,8 @@ class _VirtualPartition:
 
     def __call__(self, part: tuple[str, Format, int, int]):
         path, fmt, start, stop = part
-        return _open_one(path, fmt, "virtual", start, stop, self.treename)
+        opened = _OPENED.pop((*part, self.treename), None)
+        return opened if opened is not None else _open_one(path, fmt, "virtual", start, stop, self.treename)
 
 
 def _steps(n: int, steps: int) -> list[tuple[int, int]]:
@@ -172,7 +197,10 @@ def _dask_partitioned(paths: list[str], formats: list[Format], steps_per_file: i
         for p, fmt in zip(paths, formats, strict=True)
         for start, stop in _steps(count_events(p, treename), steps_per_file)
     ]
-    first = _open_one(paths[0], formats[0], "virtual", 0, 0, treename)
+    first = _open_one(*parts[0][:2], "virtual", *parts[0][2:], treename)
+    while len(_OPENED) >= 4:  # collections built but never computed: forget the oldest
+        _OPENED.pop(next(iter(_OPENED)))
+    _OPENED[(*parts[0], treename)] = first
     meta = ak.Array(first.layout.to_typetracer(forget_length=True), behavior=first.behavior)
     divisions = [0]
     for _, _, start, stop in parts:

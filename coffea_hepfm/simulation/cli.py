@@ -94,7 +94,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 progress=bool(todo),
             )
         except (KeyError, ValueError, OSError) as err:
-            typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+            # KeyError's str() adds quotes and an OSError's args[0] is its errno: pick the message
+            message = str(err) if isinstance(err, OSError) or not err.args else err.args[0]
+            typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(2) from None
         for name, paths in files.items():
             typer.echo(f"{name}: {len(paths)} file(s) in {out / name}")

@@ -202,7 +202,9 @@ def downstream_processes() -> list[str]:
 
 def _suggestion(name: str) -> str:
     lower = {p.lower(): p for p in PROCESSES}
-    close = [lower[name.lower()]] if name.lower() in lower else get_close_matches(name.lower(), list(lower), 1)
+    close = (
+        [lower[name.lower()]] if name.lower() in lower else get_close_matches(name.lower(), list(lower), 1)
+    )
     return f" did you mean {close[0]!r}?" if close else ""
 
 
