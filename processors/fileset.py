@@ -52,7 +52,7 @@ def load_fileset(path: str | os.PathLike) -> dict:
         if not isinstance(ds, dict) or "files" not in ds:
             raise ValueError(f"{path}: dataset {name!r} needs a 'files' entry")
         files = ds["files"] if isinstance(ds["files"], dict) else {f: "Events" for f in ds["files"]}
-        files = {f if _is_url(f) else os.fspath(base / f): t for f, t in files.items()}
+        files = {f if _is_url(f) else os.path.normpath(base / f): t for f, t in files.items()}
         out[name] = {**ds, "files": files}
     return out
 

@@ -175,17 +175,23 @@ def test_thread_default_follows_affinity_and_load(monkeypatch, tiny_model_file):
     assert threads.default_threads(current=64) == threads.usable_cpus()
     with pytest.raises(ValueError):
         threads.set_torch_threads(0)
-    # A process restricted to one CPU: the training commands and HEPFMScore's local runner use 1 thread.
-    code = (
-        "import os, torch; os.sched_setaffinity(0, {0}); from coffea_hepfm import HEPFMScore; "
-        f"s = HEPFMScore({str(tiny_model_file)!r}, device='cpu'); s.runner_; print(torch.get_num_threads())"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if hasattr(os, "sched_setaffinity"):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-        )
-        assert out.stdout.strip().splitlines()[-1] == "1"
+    # A process restricted to one CPU: HEPFMScore's local runner (like every command) uses 1 thread.
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    import torch
+
+    from coffea_hepfm.score.local import LocalRunner
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_applied", False)
+    affinity, before = os.sched_getaffinity(0), torch.get_num_threads()
+    os.sched_setaffinity(0, {min(affinity)})
+    try:
+        LocalRunner(tiny_model_file, device="cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        os.sched_setaffinity(0, affinity)
+        torch.set_num_threads(before)
 
 
 # -- filesets and example corrections -------------------------------------------------------------------
