@@ -213,6 +213,7 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
 
     # README: the demo's result, and what each Reproduce command writes.
     assert "ROC AUC ttH vs ttbar" in out_readme
+    assert "were temporary and are deleted" in out_readme  # names no folder that is gone
     sim = clone / "data" / "sim"
     assert len([p for p in sim.iterdir() if any(p.glob("*.root"))]) == 17
     assert any((clone / "data" / "train").glob("*.parquet"))
@@ -229,6 +230,7 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
     assert out_examples.count("already done") == 2  # manual step 1 after end_to_end.py
     assert (clone / "runs" / "e2e" / "score.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(clone.glob("*.png"))  # nothing written into the working directory unasked
+    assert "nothing to compare" in out_examples and "identical in all modes" not in out_examples
 
 
 def test_a_failing_documented_command_fails_the_test(tmp_path):

@@ -14,7 +14,7 @@ from coffea_hepfm.training.figures import save_figure
 #: signal efficiencies at which the background rejection 1 / epsilon_B is reported
 WORKING_POINTS = (0.3, 0.5)
 
-#: One colour per role in every plot of the package (score and ROC plots here, the examples' score
+#: One colour per role in every score plot of the package (here and in the examples' score
 #: histograms): the first two colours of mplhep's CMS palette, signal always blue, background orange.
 SIGNAL_COLOR = "#5790fc"
 BACKGROUND_COLOR = "#f89c20"
