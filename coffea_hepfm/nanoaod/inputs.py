@@ -39,6 +39,7 @@ __all__ = ["InputFileError", "collect", "is_read_error", "reading", "replay"]
 #: Exception types that mean "the bytes on disk are not a readable ROOT file" (uproot raises these, or
 #: lets the decompressors' errors through).
 _CORRUPT = (OSError, EOFError, zlib.error, lzma.LZMAError)
+_NOT_CORRUPT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 _REGISTRY: dict[str, dict] = {}  # per emitting source file: Python's "default" action shows each text once
 
 
@@ -56,7 +57,7 @@ class InputFileError(HEPFMError, OSError):
 
 def is_read_error(err: BaseException) -> bool:
     """True when ``err`` was raised while uproot read or decompressed data (not by the package's code)."""
-    if isinstance(err, HEPFMError):
+    if isinstance(err, (HEPFMError, *_NOT_CORRUPT)):  # ours, or a path problem: its own message is right
         return False
     try:
         from uproot.deserialization import DeserializationError

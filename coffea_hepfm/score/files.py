@@ -4,8 +4,8 @@ Each chunk is opened as *virtual* NanoEvents (only the branches the graph spec n
 with :class:`~coffea_hepfm.score.HEPFMScore` and appended to a parquet file under a temporary name, which
 is renamed to the output only when every chunk succeeded (:mod:`coffea_hepfm.atomic`: a rerun removes
 the temp file of a killed run, never that of a run still writing). Peak memory is set by ``chunk_size``,
-not by the size of the files. With ``workers > 1`` chunks are scored in worker processes, each loading
-the model once, and written in input order.
+not by the size of the files. With ``workers >= 1`` chunks are scored in that many worker processes,
+each loading the model once, and written in input order.
 
 Each chunk runs inside :func:`coffea_hepfm.nanoaod.inputs.reading`: a file uproot cannot read raises
 ``InputFileError`` naming it, and the package's warnings name the file they concern (in worker processes
@@ -41,23 +41,19 @@ def plan_chunks(files: Sequence[str | os.PathLike], chunk_size: int) -> list[Chu
     """Entry ranges of at most ``chunk_size`` events covering every file (none for an empty file).
 
     Raises ``FileNotFoundError`` / ``ValueError`` / ``InputFileError`` naming the file if one is missing,
-    has no ``Events`` tree or cannot be read, before anything is scored.
+    is not NanoAOD (ROOT TTree or RNTuple ``Events``, or parquet) or cannot be read (truncated, corrupt),
+    before anything is scored.
     """
-    import uproot
-
     from coffea_hepfm.nanoaod.inputs import reading
+    from coffea_hepfm.nanoaod.reader import count_events
 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     chunks = []
     for f in files:
         path = os.fspath(f)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"input file not found: {path}")
-        with reading(path), uproot.open(path) as root:
-            if "Events" not in root:
-                raise ValueError(f"{path} has no 'Events' tree: not a NanoAOD file")
-            n = root["Events"].num_entries
+        with reading(path):
+            n = count_events(path)
         chunks.extend(Chunk(path, s, min(s + chunk_size, n)) for s in range(0, n, chunk_size))
     return chunks
 
@@ -119,7 +115,7 @@ def _score_chunk_recorded(*args):
 def _iter_tables(chunks, model, device, batch_size, embedding, workers) -> Iterator:
     from coffea_hepfm.nanoaod.inputs import replay
 
-    if workers <= 1:
+    if workers == 0:  # 0: in this process; N >= 1: N worker processes (the package-wide --workers rule)
         for c in chunks:
             yield c, score_chunk(c, model, device, batch_size, embedding)
         return
@@ -147,7 +143,7 @@ def score_files(
     model: str,
     out: str | os.PathLike,
     *,
-    workers: int = 1,
+    workers: int = 0,
     chunk_size: int = 100_000,
     batch_size: int | None = None,
     device: str = "auto",
@@ -174,6 +170,10 @@ def score_files(
     from coffea_hepfm.score.wrapper import HEPFMScore
 
     out = Path(out)
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ValueError(
+            f"workers must be 0 (in this process) or a number of worker processes, got {workers}"
+        )
     if out.suffix != ".parquet":
         raise ValueError(f"output must be a .parquet file, got {out}")
     scorer = HEPFMScore(model, device=device, batch_size=batch_size, embedding=embedding)  # validates early
