@@ -17,11 +17,13 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     from rich.progress import track
 
     from coffea_hepfm.simulation.generator import cross_section_pb, pythia_settings
+    from coffea_hepfm.simulation.processes import get_process
 
     cache = json.loads(_CACHE.read_text()) if _CACHE.exists() else {}
     out = {}
     for name in track(names, description="cross-sections"):
-        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events]).encode()).hexdigest()[:16]
+        alpha = get_process(name).cp_alpha_deg  # ttH samples share settings, not cross-sections
+        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[:16]
         if key not in cache:
             cache[key] = cross_section_pb(name, n_events)
         out[name] = cache[key]
