@@ -23,10 +23,14 @@ from coffea_hepfm.simulation.reweight import (
     unweighted_hard_events,
 )
 
-# Published LO sigma(t tbar A) / sigma(t tbar H) at 13 TeV for kappa_tilde = kappa (same m_t/v), see
-# docs/results.md ("CP-odd ttH") for the source and the comparison.
-LITERATURE_RATIO = None  # see docs/results.md
+# Published LO sigma(t tbar A) / sigma(t tbar H) at 13 TeV with kappa_tilde = kappa (same m_t/v). Not yet
+# entered: the stored copies of the candidate sources reachable from this project's tools hold only their
+# opening sections (see docs/results.md, "CP-odd ttH"); enter the table value and its tolerance here.
+LITERATURE_RATIO: float | None = None
 LITERATURE_TOLERANCE = 0.10  # relative: PDF set and scale choice differ from the paper's
+# This project's own measurement (docs/results.md, `coffea-hepfm cp-validate`, 50,000 events): a
+# regression guard for the matrix element and the process-level record, not a literature check.
+MEASURED_RATIO = 0.42
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +52,22 @@ def test_hard_process_record(sm_hard):
     assert np.all(r > 0) and np.all(np.isfinite(r))
 
 
+def test_cross_section_ratio(sm_hard):
+    ev, r, _ = sm_hard
+    s = ratio_summary(r, ev.is_gg)
+    total, err = s["all"]["ratio"], s["all"]["error"]
+    assert abs(total - MEASURED_RATIO) < 4 * err + 0.01
+    # the CP-odd suppression is much stronger for q qbar than for gg
+    assert s["qqbar"]["ratio"] < 0.5 * s["gg"]["ratio"] < total
+
+
 def test_cross_section_ratio_matches_literature(sm_hard):
+    if LITERATURE_RATIO is None:
+        pytest.skip("published LO sigma(ttA)/sigma(ttH) not entered yet (see docs/results.md, CP-odd ttH)")
     ev, r, _ = sm_hard
     s = ratio_summary(r, ev.is_gg)
     total, err = s["all"]["ratio"], s["all"]["error"]
     assert abs(total - LITERATURE_RATIO) < LITERATURE_TOLERANCE * LITERATURE_RATIO + 3 * err
-    # the CP-odd suppression is much stronger for q qbar (P-wave-like near threshold) than for gg
-    assert s["qqbar"]["ratio"] < 0.5 * s["gg"]["ratio"] < total
 
 
 def test_published_differential_trends(sm_hard):
@@ -171,3 +184,25 @@ def test_lhe_weight_on_cms_file_without_entries(shared_nanoaod, tmp_path):
         make_ntuples(fs, tmp_path / "nt", lhe_weight="lhe:0")
     with pytest.raises(LHEWeightError, match="does not document its LHEReweightingWeight grid"):
         make_ntuples(fs, tmp_path / "nt", lhe_weight="lhe:alpha=90")
+
+
+def test_cli_ntuples_weight_option(sim_files, tmp_path):
+    from typer.testing import CliRunner
+
+    from coffea_hepfm.cli import app
+
+    fs = tmp_path / "fileset.json"
+    fs.write_text(
+        json.dumps({"tth": {"files": [str(sim_files["tth"][0])], "metadata": {"label": "s", "xsec": 0.5}}})
+    )
+    bad = CliRunner().invoke(
+        app, ["ntuples", str(fs), "--out", str(tmp_path / "nt"), "--weight", "lhe:alpha=7"]
+    )
+    assert bad.exit_code == 2 and "not in the LHEReweightingWeight grid" in bad.output
+    good = CliRunner().invoke(
+        app, ["ntuples", str(fs), "--out", str(tmp_path / "ok"), "--weight", "lhe:alpha=90"]
+    )
+    assert good.exit_code == 0, good.output
+    from coffea_hepfm.processors import read_manifest
+
+    assert read_manifest(tmp_path / "ok")["datasets"]["tth"]["lhe_index"] == ALPHA_GRID_DEG.index(90.0)

@@ -96,6 +96,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         sim: Path = typer.Option(
             None, "--sim", help="Simulation folder with tth_aa/ and tta_aa/ for the NanoAOD-level check."
         ),
+        route_check: int = typer.Option(
+            0, "--route-check", help="Events per route for the internal-vs-LHE SM ttH check (0: skip)."
+        ),
     ) -> None:
         """Validate the CP-mixed ttH matrix-element reweighting; write the figures of docs/results.md."""
         from coffea_hepfm.simulation.cp_validate import validate
@@ -104,7 +107,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.secho("error: --events and --odd-events must be positive", fg="red", err=True)
             raise typer.Exit(2)
         try:
-            s = validate(events, odd_events, seed, out_dir, sim)
+            s = validate(events, odd_events, seed, out_dir, sim, route_check)
         except (FileNotFoundError, ValueError) as err:
             typer.secho(f"error: {err}", fg="red", err=True)
             raise typer.Exit(2) from None
@@ -121,6 +124,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 f"<{name}>: even {m['even'][0]:.3f}  odd reweighted {m['odd_reweighted'][0]:.3f} "
                 f"+- {m['odd_reweighted'][1]:.3f}  odd accept-reject {m['odd_unweighted'][0]:.3f} "
                 f"+- {m['odd_unweighted'][1]:.3f}"
+            )
+        for name, c in s.get("route_check", {}).items():
+            typer.echo(
+                f"route check <{name}>: internal {c['internal']:.3f}  LHE {c['lhe']:.3f}  KS p = {c['ks_pvalue']:.3f}"
             )
         typer.echo(f"wrote {', '.join(s['figures'])} and {out_dir / 'cp_validation.json'}")
 

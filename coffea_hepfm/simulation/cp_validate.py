@@ -11,7 +11,9 @@ r"""Parton-level validation of the CP-mixed ttH samples, and the figures of ``do
 * an independent CP-odd sample made by the engine's accept-reject step, compared with SM events
   reweighted to ``alpha = 90 deg``;
 * optionally (``sim_dir``), the same comparison end to end on simulated NanoAOD files (``tth_aa`` with
-  ``LHEReweightingWeight[alpha = 90]`` against ``tta_aa``), from the hard-process ``GenPart`` entries.
+  ``LHEReweightingWeight[alpha = 90]`` against ``tta_aa``), from the hard-process ``GenPart`` entries;
+* optionally (``route_events``), :func:`route_check`: SM ttH from Pythia's internal process against the
+  Les Houches route, at reconstructed level.
 
 Observables (lab frame, after Gunion & He, PRL 76 (1996) 4468 and Boudjema et al., arXiv:1501.03157):
 ``pt_h``; ``dphi_tt = |Delta phi(t, tbar)|``; ``deta_tt = |Delta eta(t, tbar)|``;
@@ -162,11 +164,13 @@ def validate(
     seed: int = 1,
     out_dir: str | os.PathLike = "docs/figures",
     sim_dir: str | os.PathLike | None = None,
+    route_events: int = 0,
 ) -> dict:
     """Run the parton-level validation, write ``cp_*.png`` and ``cp_validation.json`` into ``out_dir``.
 
     ``n_events`` SM ttH hard processes; ``n_odd`` accepted events of the independent CP-odd sample
-    (about 40 process-level events each). Returns the summary written to the JSON file.
+    (about 40 process-level events each); ``route_events`` > 0 adds :func:`route_check`. Returns the
+    summary written to the JSON file.
     """
     from coffea_hepfm.simulation.generator import chunk_seed
     from coffea_hepfm.simulation.reweight import hard_events, process_level_pythia, unweighted_hard_events
@@ -218,6 +222,8 @@ def validate(
     ]
     if sim_dir is not None:
         summary["nanoaod"] = _nanoaod_check(Path(sim_dir), out_dir, figures)
+    if route_events > 0:
+        summary["route_check"] = route_check(route_events, seed)
     summary["figures"] = [os.fspath(f) for f in figures]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".cp_validation.json.tmp"
@@ -263,4 +269,63 @@ def _nanoaod_check(sim_dir: Path, out_dir: Path, figures: list) -> dict:
             "tta_aa": weighted_mean(obs_odd[name], np.ones(len(obs_odd[name]))),
         }
         for name in OBSERVABLES
+    }
+
+
+def _reco_observables(batches: list[dict]) -> dict[str, np.ndarray]:
+    """Per-event reconstructed observables of detector outputs (jets pT > 30 GeV, |eta| < 2.4)."""
+    from coffea_hepfm.simulation.response import BTAG_WP
+    from coffea_hepfm.simulation.writer import concatenate_batches
+
+    data = concatenate_batches(batches)
+    counts, jet = data["collections"]["Jet"]
+    evt = np.repeat(np.arange(len(counts)), counts)
+    good = (jet["pt"] > 30.0) & (np.abs(jet["eta"]) < 2.4)
+    n = len(counts)
+    pcounts, pho = data["collections"]["Photon"]
+    first = np.cumsum(pcounts) - pcounts
+    two = pcounts >= 2
+    i1, i2 = first[two], first[two] + 1
+    px = pho["pt"][i1] * np.cos(pho["phi"][i1]) + pho["pt"][i2] * np.cos(pho["phi"][i2])
+    py = pho["pt"][i1] * np.sin(pho["phi"][i1]) + pho["pt"][i2] * np.sin(pho["phi"][i2])
+    return {
+        "n_jets": np.bincount(evt[good], minlength=n).astype(float),
+        "n_bjets": np.bincount(evt[good & (jet["btagDeepFlavB"] > BTAG_WP["medium"])], minlength=n).astype(
+            float
+        ),
+        "ht": np.bincount(evt[good], weights=jet["pt"][good], minlength=n),
+        "met": np.asarray(data["scalars"]["MET_pt"], dtype=float),
+        "pt_aa": np.hypot(px, py),
+    }
+
+
+def route_check(n_events: int = 3000, seed: int = 1) -> dict:
+    """SM ``tth_aa`` from Pythia's internal ttH process vs the Les Houches route of every ttH sample.
+
+    Both are showered, hadronised and reconstructed by the same detector; returns the means of a few
+    reconstructed observables per route and the two-sample Kolmogorov-Smirnov p-values.
+    """
+    from scipy.stats import ks_2samp
+
+    from coffea_hepfm.simulation.detector import reconstruct
+    from coffea_hepfm.simulation.generator import chunk_seed, generate_batches, make_pythia
+    from coffea_hepfm.simulation.reweight import reweighted_batches
+
+    rng = np.random.default_rng([seed, 9])
+    pythia = make_pythia("tth_aa", chunk_seed(seed, "route-internal", 0))
+    internal = [reconstruct(prt, rng) for prt in generate_batches(pythia, n_events, 500)]
+    lhe = [
+        reconstruct(prt, rng)
+        for prt, _, _ in reweighted_batches(
+            "tth_aa", chunk_seed(seed, "route-lhe", 0), n_events, batch_size=500
+        )
+    ]
+    a, b = _reco_observables(internal), _reco_observables(lhe)
+    return {
+        name: {
+            "internal": float(a[name].mean()),
+            "lhe": float(b[name].mean()),
+            "ks_pvalue": float(ks_2samp(a[name], b[name]).pvalue),
+        }
+        for name in a
     }

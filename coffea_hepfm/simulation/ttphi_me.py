@@ -6,9 +6,10 @@ The scalar ``phi`` (m = 125 GeV) couples to the top quark through
 
     \mathcal{L} = -\frac{m_t}{v}\, \bar t \left(\kappa \cos\alpha + i \tilde\kappa \sin\alpha\, \gamma_5\right) t\, \phi,
 
-the Higgs Characterisation Lagrangian of Artoisenet et al., JHEP 11 (2013) 043 (arXiv:1306.6464), eq. 2.2,
-with the CP-odd coupling normalised like the CP-even one (``g_Att = 1``; the HC model's default
-``g_Att = 2/3`` is *not* applied). ``alpha = 0`` is the Standard Model, ``alpha = 90 deg`` a pure pseudoscalar.
+the Higgs Characterisation Lagrangian of Artoisenet et al., JHEP 11 (2013) 043 (arXiv:1306.6464) and
+Demartin et al., EPJC 74 (2014) 3065 (arXiv:1407.5089), with the CP-odd coupling normalised like the
+CP-even one (the same ``m_t / v``). ``alpha = 0`` is the Standard Model, ``alpha = 90 deg`` a pure
+pseudoscalar.
 
 Method (written for this project from the Feynman rules; no generator code is used)
 --------------------------------------------------------------------------------------
