@@ -4,7 +4,7 @@ Pythia 8's ``HiggsBSM:gg2A3ttbar`` uses the CP-even production matrix element, s
 ttA sample. Here every ttH process (``tth``, ``tth_aa``, ``tta_aa``, ``ttmix_aa``) goes through one route:
 
 1. **Process level.** Pythia generates SM ``g g / q qbar -> t tbar H`` without showers, remnants or
-   resonance decays (``nextBatch``: the hard process of a whole batch as arrays; ~1600 events/s/core).
+   resonance decays (``nextBatch``: the hard process of a whole batch as arrays; ~1,850 events/s/core).
 2. **Weights.** For each event the tree-level ``|M|^2`` of :mod:`~coffea_hepfm.simulation.ttphi_me` is
    evaluated in one vectorised call, on the event's own momenta (tops put on shell, see
    :func:`~coffea_hepfm.simulation.ttphi_me.on_shell_tops`) and initial state (``gg`` or ``q qbar``).
