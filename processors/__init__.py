@@ -25,6 +25,7 @@ _EXPORTS = {
     "load_correction": "corrections",
     "load_fileset": "fileset",
     "simulated_fileset": "fileset",
+    "write_fileset": "fileset",
     "make_ntuples": "make",
     "FilesetError": "ntuple",
     "LHEWeightError": "lhe_weight",
