@@ -10,6 +10,8 @@ Dataset metadata read by the processor (``fileset[name]["metadata"]``)::
     label        class name of every event of the dataset (required; must be one of the task's classes)
     xsec         cross section in pb (required for MC)
     is_mc        default True; False marks collision data
+    lhe_weight   optional "lhe:IDX" or "lhe:alpha=DEG": multiply the weights by one LHEReweightingWeight
+                 entry (see :mod:`coffea_hepfm.processors.lhe_weight`); default: the processor's lhe_weight
     sumw         sum of genWeight over the dataset (filled by ``prepare`` when absent)
     label_index  filled by ``prepare``: index of ``label`` in the class list
     chunks       dask only, filled by ``make_ntuples``: [file, start, stop] of each partition
@@ -29,6 +31,7 @@ from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.nanoaod.consistency import MixedInputsError, check_uniform_inputs
 from coffea_hepfm.nanoaod.inputs import reading
 from coffea_hepfm.processors.corrections import Correction, load_correction
+from coffea_hepfm.processors.lhe_weight import LHEWeightError, lhe_factor, parse_lhe_weight, resolve_lhe_index
 from coffea_hepfm.processors.selection import Selection, as_mask, describe, selected_muons
 from coffea_hepfm.processors.weights import (
     Normalisation,
@@ -82,6 +85,7 @@ class ChunkConfig:
 
     label: int
     norm: Normalisation | None  # None: collision data, unit weights
+    lhe_index: int | None = None  # LHEReweightingWeight entry multiplying every weight column
 
 
 def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Correction], cfg: ChunkConfig):
@@ -96,6 +100,9 @@ def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Corre
     graph = build_node_record(sel, spec)
     if cfg.norm is not None:
         weights = event_weights(sel, cfg.norm, corrections, selected_muons(selection, sel))
+        if cfg.lhe_index is not None:
+            factor = lhe_factor(sel, cfg.lhe_index)
+            weights = {k: ak.values_astype(w * factor, np.float32) for k, w in weights.items()}
     else:
         one = ak.values_astype(ak.ones_like(sel.event), np.float32)
         weights = {
@@ -156,6 +163,9 @@ class NtupleProcessor(processor.ProcessorABC):
     chunksize
         Entries per chunk, recorded in the manifest: a rerun with another chunking would write the same
         events under other chunk names, so it is refused.
+    lhe_weight
+        ``"lhe:IDX"`` or ``"lhe:alpha=DEG"`` for every MC dataset without its own ``lhe_weight``
+        metadata (see :mod:`~coffea_hepfm.processors.lhe_weight`); ``None``: no such factor.
 
     Examples
     --------
@@ -174,6 +184,7 @@ class NtupleProcessor(processor.ProcessorABC):
         lumi: float = 59830.0,
         require_mc: bool = True,
         chunksize: int | None = None,
+        lhe_weight: str | None = None,
     ):
         self.spec = spec
         self.out_dir = os.fspath(out_dir)
@@ -183,6 +194,7 @@ class NtupleProcessor(processor.ProcessorABC):
         self.lumi = lumi
         self.require_mc = require_mc
         self.chunksize = chunksize
+        self.lhe_weight = lhe_weight
 
     @property
     def selection_(self) -> Callable:
@@ -253,9 +265,16 @@ class NtupleProcessor(processor.ProcessorABC):
                     Normalisation(meta["xsec"], meta["sumw"], self.lumi).scale  # noqa: B018
                 except ValueError as err:  # the luminosity
                     raise FilesetError(f"dataset {name!r}: {err}") from None
+            spec = parse_lhe_weight(meta.get("lhe_weight", self.lhe_weight))
+            if spec is not None and not is_mc:
+                raise LHEWeightError(f"dataset {name!r} is collision data: it cannot take lhe_weight {spec}")
+            if spec is not None:
+                meta["lhe_index"] = resolve_lhe_index(spec, files, name)
+                meta["lhe_weight"] = meta.get("lhe_weight", self.lhe_weight)
             meta.update(is_mc=is_mc, label_index=classes.index(str(meta["label"])))
             out[name] = {**ds, "metadata": meta}
-            datasets[name] = {k: meta.get(k) for k in ("label", "label_index", "is_mc", "xsec", "sumw")}
+            keys = ("label", "label_index", "is_mc", "xsec", "sumw", "lhe_weight", "lhe_index")
+            datasets[name] = {k: meta.get(k) for k in keys}
             if self.chunksize is not None:  # what a complete run writes: read_ntuples checks it
                 datasets[name]["chunks"] = expected_chunks(
                     self.out_dir, name, files, [n for _, n in scan], self.chunksize
@@ -285,7 +304,8 @@ class NtupleProcessor(processor.ProcessorABC):
         norm = None
         if metadata.get("is_mc", True):
             norm = Normalisation(float(metadata["xsec"]), float(metadata["sumw"]), self.lumi)
-        return ChunkConfig(int(metadata["label_index"]), norm)
+        lhe_index = metadata.get("lhe_index")
+        return ChunkConfig(int(metadata["label_index"]), norm, None if lhe_index is None else int(lhe_index))
 
     def process(self, events):
         meta = dict(events.metadata)
