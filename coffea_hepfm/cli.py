@@ -32,6 +32,7 @@ _STAGES = (
     "coffea_hepfm.model.cli",
     "coffea_hepfm.training.cli",
     "coffea_hepfm.score.cli",
+    "coffea_hepfm.score.domain_cli",
     "coffea_hepfm.triton.cli",
     "coffea_hepfm.processors.cli",
     "coffea_hepfm.demo",

@@ -1,0 +1,450 @@
+"""``coffea-hepfm domain-report``: how far simulated NanoAOD is from CMS NanoAOD, seen through a graph spec.
+
+Both samples are read chunk by chunk (virtual NanoEvents: only the branches the graph spec reads, plus
+``GenPart`` for a generator selection), optionally selected on the generator record (``GenSelection``:
+e.g. semileptonic ttbar; a file without ``GenPart`` is taken as given and listed as such) and on the
+graph (``Preselection``: e.g. ``n_jet>=4``), and turned into event graphs with one graph spec. At most
+``max_events`` selected events per domain are kept, as flat float32 graph inputs: memory is bounded by
+that and by ``chunk_size``. The report then gives:
+
+- **per-feature distances** between the domains for every input feature (``node/<type>/<feature>``,
+  ``global/<feature>``, ``count/<type>``; names from the spec): the Wasserstein-1 distance (earth mover's
+  distance between the two 1-d distributions, in the feature's units; ``scipy.stats.wasserstein_distance``),
+  the same divided by the simulated sample's standard deviation, and the two-sample Kolmogorov-Smirnov
+  statistic with its p-value (``scipy.stats.ks_2samp``; conservative for discrete features);
+- **a domain classifier**: scikit-learn's ``HistGradientBoostingClassifier`` (balanced class weights)
+  trained to tell simulated from CMS events on per-event features (:func:`event_features`), with
+  ``RepeatedStratifiedKFold`` cross-validation; the ROC AUC is reported as mean and standard deviation
+  over the folds (0.5: indistinguishable), with each feature's own AUC;
+- **the mean score of a model** in each domain (its first class, e.g. P(ttH)), with standard errors;
+- **overlay plots** (PNG, hist + mplhep): one grid per object type, globals, node counts, and the score;
+- a **JSON summary** (``domain_report.json``) with all of the above.
+
+Events are unweighted (``genWeight`` is not applied; CMS NLO samples with negative weights are compared
+event by event).
+
+Examples
+--------
+>>> summary = domain_report(["sim/ttbar"], ["nano_tt_v12.root"], preselection="n_jet>=4",
+...                         sim_selection="semileptonic", model="tth_vs_ttbar", out="report")  # doctest: +SKIP
+>>> summary["domain_classifier"]["auc_mean"]                                                     # doctest: +SKIP
+0.81
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from coffea_hepfm.model.reference import choose_edges, feature_layout, input_values, node_types
+from coffea_hepfm.score.selection import GenSelection, Preselection, has_genpart
+
+__all__ = ["DomainSample", "collect", "domain_report", "event_features", "expand_inputs", "resolve_spec"]
+
+FORMAT = "coffea-hepfm-domain-report"
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Files as given, folders replaced by their ``*.root`` files (recursively, sorted).
+
+    Raises ``FileNotFoundError`` for a missing path or a folder without ROOT files.
+    """
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.root"))
+            if not found:
+                raise FileNotFoundError(f"no .root files in folder {p}")
+            out.extend(map(os.fspath, found))
+        elif p.is_file():
+            out.append(os.fspath(p))
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    return out
+
+
+def resolve_spec(spec=None, model: str | None = None):
+    """The graph spec of the report: a ``GraphSpec``, a dict, a ``.json`` file (a spec, or a model
+    sidecar with ``graph_spec``), a model (name or file: its spec); default: ``model``'s spec, else
+    ``GraphSpec()``."""
+    from coffea_hepfm.graph import GraphSpec
+
+    if isinstance(spec, GraphSpec):
+        return spec
+    if isinstance(spec, dict):
+        return GraphSpec.from_dict(spec.get("graph_spec", spec))
+    if spec is not None and str(spec).endswith(".json"):
+        d = json.loads(Path(spec).read_text())
+        return GraphSpec.from_dict(d.get("graph_spec", d))
+    source = spec if spec is not None else model
+    if source is None:
+        return GraphSpec()
+    from coffea_hepfm.model.io import read_metadata
+    from coffea_hepfm.score.wrapper import resolve_model
+
+    return GraphSpec.from_dict(read_metadata(resolve_model(source))["graph_spec"])
+
+
+@dataclass
+class DomainSample:
+    """The selected events of one domain as flat graph inputs, plus bookkeeping and model scores."""
+
+    name: str
+    files: list[str]
+    x: list = field(default_factory=list)
+    counts: list = field(default_factory=list)
+    u: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
+    n_read: int = 0
+    n_gen_selected: int = 0
+    n_selected: int = 0
+    gen_applied: list[str] = field(default_factory=list)
+    gen_not_applied: list[str] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.counts:
+            raise ValueError(f"no {self.name} events pass the selection (read {self.n_read})")
+        return np.concatenate(self.x), np.concatenate(self.counts), np.concatenate(self.u)
+
+    def bookkeeping(self) -> dict:
+        return {
+            "files": self.files,
+            "events_read": self.n_read,
+            "events_after_gen_selection": self.n_gen_selected,
+            "events_selected": self.n_selected,
+            "gen_selection_applied_to": [os.path.basename(f) for f in self.gen_applied],
+            "gen_selection_not_applied_no_genpart": [os.path.basename(f) for f in self.gen_not_applied],
+        }
+
+
+def _take(x, counts, u, keep):
+    """Events ``keep`` (bool mask) of flat inputs."""
+    node_keep = np.repeat(keep, counts)
+    return x[node_keep], counts[keep], u[keep]
+
+
+def collect(
+    name: str,
+    files: Sequence[str],
+    spec,
+    preselection: Preselection,
+    gen: GenSelection,
+    *,
+    scorer=None,
+    max_events: int = 50_000,
+    chunk_size: int = 20_000,
+    progress: Callable[[int], None] | None = None,
+) -> DomainSample:
+    """Read ``files`` chunk by chunk into a :class:`DomainSample` (at most ``max_events`` selected)."""
+    from coffea_hepfm.graph import build_flat
+    from coffea_hepfm.nanoaod import open_events
+    from coffea_hepfm.score.files import plan_chunks
+
+    sample = DomainSample(name, list(files))
+    for chunk in plan_chunks(files, chunk_size):
+        if sample.n_selected >= max_events:
+            break
+        events = open_events(chunk.file, mode="virtual", entry_start=chunk.start, entry_stop=chunk.stop)
+        sample.n_read += len(events)
+        if gen:
+            if has_genpart(events):
+                events = events[gen.mask(events)]
+                if chunk.file not in sample.gen_applied:
+                    sample.gen_applied.append(chunk.file)
+            elif chunk.file not in sample.gen_not_applied:
+                sample.gen_not_applied.append(chunk.file)
+        sample.n_gen_selected += len(events)
+        flat = build_flat(events, spec)
+        keep = preselection.mask(flat.x, flat.node_counts, flat.u)
+        room = max_events - sample.n_selected
+        if keep.sum() > room:  # keep the first `room` selected events
+            keep &= np.cumsum(keep) <= room
+        x, counts, u = _take(flat.x, flat.node_counts, flat.u, keep)
+        sample.x.append(x)
+        sample.counts.append(counts)
+        sample.u.append(u)
+        sample.n_selected += int(keep.sum())
+        if scorer is not None and keep.any():
+            out = scorer(events[keep])
+            sample.scores.append(np.asarray(out[scorer.class_names_[0]], dtype=np.float64))
+        if progress is not None:
+            progress(len(chunk))
+    return sample
+
+
+def event_features(x: np.ndarray, counts: np.ndarray, u: np.ndarray, spec) -> tuple[np.ndarray, list[str]]:
+    """Per-event features of the domain classifier: ``(matrix [B, K] float32, names)``.
+
+    In order: every global feature; the number of nodes of each object type; for each type, the mean of
+    each (non one-hot) node feature over the event's nodes of that type; for each type, the node features
+    of the leading (highest-pT: first in node order) node of that type. Means and leading features are 0
+    where an event has no node of the type (the count tells the classifier so).
+    """
+    layout = feature_layout(spec)
+    counts = np.asarray(counts, np.int64)
+    n = len(counts)
+    types = node_types(x, layout)
+    event = np.repeat(np.arange(n), counts)
+    cols = [c for _, c in layout.node_columns]
+    blocks = [np.asarray(u, np.float64)]
+    names = [f"global/{g}" for g in layout.globals]
+    per_type = []
+    for k, t in enumerate(layout.types):
+        sel = types == k
+        ev, vals = event[sel], x[sel][:, cols].astype(np.float64)
+        num = np.bincount(ev, minlength=n).astype(np.float64)
+        sums = np.stack([np.bincount(ev, weights=vals[:, j], minlength=n) for j in range(len(cols))], axis=1)
+        lead = np.zeros((n, len(cols)))
+        first_ev, first_idx = np.unique(ev, return_index=True)
+        lead[first_ev] = vals[first_idx]
+        per_type.append((t, num, sums / np.maximum(num, 1)[:, None], lead))
+    blocks.append(np.stack([p[1] for p in per_type], axis=1))
+    names += [f"count/{t}" for t, *_ in per_type]
+    for t, _, mean, _ in per_type:
+        blocks.append(mean)
+        names += [f"mean/{t}/{f}" for f, _ in layout.node_columns]
+    for t, _, _, lead in per_type:
+        blocks.append(lead)
+        names += [f"lead/{t}/{f}" for f, _ in layout.node_columns]
+    return np.concatenate(blocks, axis=1).astype(np.float32), names
+
+
+def classifier_auc(
+    sim: np.ndarray,
+    cms: np.ndarray,
+    *,
+    n_splits: int = 5,
+    n_repeats: int = 5,
+    seed: int = 0,
+    threads: int = 1,
+    max_ratio: float = 10.0,
+) -> dict:
+    """Cross-validated ROC AUC of a gradient-boosted classifier telling ``sim`` rows from ``cms`` rows.
+
+    A domain with more than ``max_ratio`` times the other's events is subsampled (seeded) to that ratio.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
+
+    rng = np.random.default_rng(seed)
+    for name, rows in (("sim", sim), ("cms", cms)):  # the smaller domain limits the precision anyway
+        other = len(cms) if name == "sim" else len(sim)
+        if len(rows) > max_ratio * other:
+            keep = np.sort(rng.choice(len(rows), int(max_ratio * other), replace=False))
+            sim, cms = (rows[keep], cms) if name == "sim" else (sim, rows[keep])
+    X = np.concatenate([sim, cms])
+    y = np.concatenate([np.zeros(len(sim), int), np.ones(len(cms), int)])
+    n_splits = int(min(n_splits, len(sim), len(cms)))
+    if n_splits < 2:
+        raise ValueError(f"the domain classifier needs >= 2 events per domain, got {len(sim)} and {len(cms)}")
+    clf = HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.1,
+        max_leaf_nodes=15,
+        max_bins=64,
+        class_weight="balanced",
+        random_state=seed,
+    )
+    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    # One OpenMP thread: the classifier's default (every core, busy-waiting) ran ~20x slower on a shared
+    # 2-core machine; the folds are small.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        aucs = cross_val_score(clf, X, y, scoring="roc_auc", cv=cv, n_jobs=1)
+    return {
+        "auc_mean": float(np.mean(aucs)),
+        "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+        "auc_folds": [round(float(a), 5) for a in aucs],
+        "classifier": "sklearn HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, "
+        "max_leaf_nodes=15, max_bins=64, class_weight='balanced')",
+        "cross_validation": f"RepeatedStratifiedKFold(n_splits={n_splits}, n_repeats={n_repeats}, random_state={seed})",
+        "n_sim": int(len(sim)),
+        "n_cms": int(len(cms)),
+    }
+
+
+def _univariate_auc(sim: np.ndarray, cms: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Each feature's own AUC, folded to >= 0.5 (how well that feature alone separates the domains)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.concatenate([np.zeros(len(sim)), np.ones(len(cms))])
+    out = {}
+    for j, name in enumerate(names):
+        v = np.concatenate([sim[:, j], cms[:, j]])
+        a = roc_auc_score(y, v) if np.ptp(v) > 0 else 0.5
+        out[name] = round(float(max(a, 1 - a)), 4)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def distances(sim_values: dict, cms_values: dict) -> dict[str, dict]:
+    """Wasserstein-1 (raw and over the simulated std) and KS statistic/p-value per feature."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    out = {}
+    for name, a in sim_values.items():
+        b = cms_values[name]
+        row = {"n_sim": int(a.size), "n_cms": int(b.size)}
+        if a.size and b.size:
+            w1 = float(wasserstein_distance(a, b))
+            std = float(np.std(a))
+            ks = ks_2samp(a, b)
+            row.update(
+                mean_sim=float(np.mean(a)),
+                mean_cms=float(np.mean(b)),
+                wasserstein1=w1,
+                wasserstein1_over_std=w1 / std if std > 0 else None,
+                ks=float(ks.statistic),
+                ks_pvalue=float(ks.pvalue),
+            )
+        out[name] = row
+    return out
+
+
+def _plots(sim_values, cms_values, dist, sim_scores, cms_scores, score_label, layout, out: Path) -> list[str]:
+    from coffea_hepfm.model.reference import histogram
+    from coffea_hepfm.score.plots import Panel, save_grid
+
+    def panel(name):
+        a, b = sim_values[name], cms_values[name]
+        edges, _ = choose_edges(np.concatenate([a, b]), n_bins=30)
+        d = dist[name]
+        note = f"KS {d['ks']:.2f}" if "ks" in d else ""
+        return Panel(name, edges, {"sim": histogram(a, edges)[1:-1], "CMS": histogram(b, edges)[1:-1]}, note)
+
+    groups = {f"node_{t}": [n for n in sim_values if n.startswith(f"node/{t}/")] for t in layout.types}
+    groups["globals"] = [n for n in sim_values if n.startswith("global/")]
+    groups["counts"] = [n for n in sim_values if n.startswith("count/")]
+    paths = []
+    for group, names in groups.items():
+        names = [n for n in names if sim_values[n].size and cms_values[n].size]
+        if names:
+            paths.append(save_grid([panel(n) for n in names], out / f"{group}.png", f"sim vs CMS: {group}"))
+    if sim_scores.size and cms_scores.size:
+        edges = np.linspace(0.0, 1.0, 21)
+        p = Panel(
+            score_label,
+            edges,
+            {"sim": histogram(sim_scores, edges)[1:-1], "CMS": histogram(cms_scores, edges)[1:-1]},
+        )
+        paths.append(save_grid([p], out / "score.png", "model score"))
+    return [os.fspath(p) for p in paths]
+
+
+def domain_report(
+    sim: Sequence[str | os.PathLike],
+    cms: Sequence[str | os.PathLike],
+    *,
+    spec=None,
+    model: str | None = None,
+    preselection: str | None = None,
+    sim_selection: str | None = None,
+    cms_selection: str | None = None,
+    out: str | os.PathLike | None = None,
+    max_events: int = 50_000,
+    chunk_size: int = 20_000,
+    n_splits: int = 5,
+    n_repeats: int = 5,
+    seed: int = 0,
+    plots: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Compare simulated and CMS NanoAOD through a graph spec; returns (and with ``out`` writes) the summary.
+
+    Parameters
+    ----------
+    sim, cms
+        Files or folders (folders: every ``*.root`` inside).
+    spec
+        Graph spec (see :func:`resolve_spec`); default: ``model``'s, else ``GraphSpec()``.
+    model
+        Optional model (shipped name or file) whose mean score is reported per domain.
+    preselection
+        Graph-level selection applied to both domains (:class:`~coffea_hepfm.score.selection.Preselection`).
+    sim_selection, cms_selection
+        Generator-level selections (:class:`~coffea_hepfm.score.selection.GenSelection`); files without
+        ``GenPart`` are taken as given and listed under ``gen_selection_not_applied_no_genpart``.
+    out
+        Folder for ``domain_report.json`` and the PNGs (``plots=True``).
+    max_events, chunk_size
+        Selected events kept per domain; events read per chunk (bounded memory).
+    n_splits, n_repeats, seed
+        Cross-validation of the domain classifier.
+    progress
+        Called with the number of events read after each chunk.
+    """
+    spec = resolve_spec(spec, model)
+    layout = feature_layout(spec)
+    pre = Preselection.parse(preselection, spec)
+    sim_files, cms_files = expand_inputs(sim), expand_inputs(cms)
+    scorer = None
+    if model is not None:
+        from coffea_hepfm.score.wrapper import HEPFMScore
+
+        scorer = HEPFMScore(model, device="cpu")
+    kw = dict(scorer=scorer, max_events=max_events, chunk_size=chunk_size, progress=progress)
+    samples = {
+        "sim": collect("sim", sim_files, spec, pre, GenSelection.parse(sim_selection), **kw),
+        "cms": collect("cms", cms_files, spec, pre, GenSelection.parse(cms_selection), **kw),
+    }
+    arrays = {k: s.arrays() for k, s in samples.items()}
+    values = {k: input_values(*a, layout) for k, a in arrays.items()}
+    dist = distances(values["sim"], values["cms"])
+    feats = {k: event_features(*a, spec) for k, a in arrays.items()}
+    names = feats["sim"][1]
+    clf = classifier_auc(feats["sim"][0], feats["cms"][0], n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+    clf["features"] = (
+        "globals, node counts per type, per-type mean and leading-node features (event_features)"
+    )
+    clf["n_features"] = len(names)
+    clf["univariate_auc_top"] = dict(
+        list(_univariate_auc(feats["sim"][0], feats["cms"][0], names).items())[:15]
+    )
+    summary = {
+        "format": FORMAT,
+        "format_version": 1,
+        "graph_spec": spec.to_dict(),
+        "preselection": pre.text or None,
+        "sim_selection": sim_selection or None,
+        "cms_selection": cms_selection or None,
+        "weights": "unweighted (genWeight not applied)",
+        "domains": {k: s.bookkeeping() for k, s in samples.items()},
+        "domain_classifier": clf,
+        "distances": dist,
+        "distance_measures": {
+            "wasserstein1": "scipy.stats.wasserstein_distance (feature units)",
+            "wasserstein1_over_std": "wasserstein1 / std of the simulated sample",
+            "ks": "scipy.stats.ks_2samp statistic (max CDF difference), with ks_pvalue",
+        },
+    }
+    sim_scores = np.concatenate(samples["sim"].scores) if samples["sim"].scores else np.zeros(0)
+    cms_scores = np.concatenate(samples["cms"].scores) if samples["cms"].scores else np.zeros(0)
+    label = ""
+    if scorer is not None:
+        label = f"P({scorer.class_names_[0]})"
+        summary["model_score"] = {
+            "model": model,
+            "class": scorer.class_names_[0],
+            "mean_sim": float(np.mean(sim_scores)) if sim_scores.size else None,
+            "sem_sim": float(np.std(sim_scores) / np.sqrt(sim_scores.size)) if sim_scores.size else None,
+            "mean_cms": float(np.mean(cms_scores)) if cms_scores.size else None,
+            "sem_cms": float(np.std(cms_scores) / np.sqrt(cms_scores.size)) if cms_scores.size else None,
+        }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if plots:
+            summary["plots"] = _plots(
+                values["sim"], values["cms"], dist, sim_scores, cms_scores, label, layout, out
+            )
+        target = out / "domain_report.json"
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(summary, indent=1, default=float) + "\n")
+        os.replace(tmp, target)
+        summary["json"] = os.fspath(target)
+    return summary
