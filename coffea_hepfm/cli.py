@@ -31,6 +31,7 @@ _STAGES = (
     "coffea_hepfm.graph.cli",
     "coffea_hepfm.model.cli",
     "coffea_hepfm.training.cli",
+    "coffea_hepfm.training.reference_cli",
     "coffea_hepfm.score.cli",
     "coffea_hepfm.score.domain_cli",
     "coffea_hepfm.triton.cli",

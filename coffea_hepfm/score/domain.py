@@ -136,6 +136,7 @@ def collect(
     gen: GenSelection,
     *,
     scorer=None,
+    score_class: str | None = None,
     max_events: int = 50_000,
     chunk_size: int = 20_000,
     progress: Callable[[int], None] | None = None,
@@ -171,7 +172,7 @@ def collect(
         sample.n_selected += int(keep.sum())
         if scorer is not None and keep.any():
             out = scorer(events[keep])
-            sample.scores.append(np.asarray(out[scorer.class_names_[0]], dtype=np.float64))
+            sample.scores.append(np.asarray(out[score_class or scorer.class_names_[0]], dtype=np.float64))
         if progress is not None:
             progress(len(chunk))
     return sample
@@ -342,6 +343,7 @@ def domain_report(
     *,
     spec=None,
     model: str | None = None,
+    score_class: str | None = None,
     preselection: str | None = None,
     sim_selection: str | None = None,
     cms_selection: str | None = None,
@@ -364,6 +366,8 @@ def domain_report(
         Graph spec (see :func:`resolve_spec`); default: ``model``'s, else ``GraphSpec()``.
     model
         Optional model (shipped name or file) whose mean score is reported per domain.
+    score_class
+        The model output to average (default: its first class, e.g. ``"ttH"``).
     preselection
         Graph-level selection applied to both domains (:class:`~coffea_hepfm.score.selection.Preselection`).
     sim_selection, cms_selection
@@ -387,7 +391,16 @@ def domain_report(
         from coffea_hepfm.score.wrapper import HEPFMScore
 
         scorer = HEPFMScore(model, device="cpu")
-    kw = dict(scorer=scorer, max_events=max_events, chunk_size=chunk_size, progress=progress)
+        score_class = score_class or scorer.class_names_[0]
+        if score_class not in scorer.class_names_:
+            raise ValueError(f"model {model} has no output {score_class!r}; outputs: {scorer.class_names_}")
+    kw = dict(
+        scorer=scorer,
+        score_class=score_class,
+        max_events=max_events,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     samples = {
         "sim": collect("sim", sim_files, spec, pre, GenSelection.parse(sim_selection), **kw),
         "cms": collect("cms", cms_files, spec, pre, GenSelection.parse(cms_selection), **kw),
@@ -426,10 +439,10 @@ def domain_report(
     cms_scores = np.concatenate(samples["cms"].scores) if samples["cms"].scores else np.zeros(0)
     label = ""
     if scorer is not None:
-        label = f"P({scorer.class_names_[0]})"
+        label = f"P({score_class})"
         summary["model_score"] = {
             "model": model,
-            "class": scorer.class_names_[0],
+            "class": score_class,
             "mean_sim": float(np.mean(sim_scores)) if sim_scores.size else None,
             "sem_sim": float(np.std(sim_scores) / np.sqrt(sim_scores.size)) if sim_scores.size else None,
             "mean_cms": float(np.mean(cms_scores)) if cms_scores.size else None,

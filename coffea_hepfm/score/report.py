@@ -31,12 +31,12 @@ def print_domain_summary(summary: dict, console, top: int = 12) -> None:
                 f"mean P({m['class']}) of {m['model']}: sim {m['mean_sim']:.3f} +- {m['sem_sim']:.3f}, "
                 f"CMS {m['mean_cms']:.3f} +- {m['sem_cms']:.3f}"
             )
-    table = Table(title=f"most different input features (of {len(summary['distances'])}), by KS statistic")
+    table = Table(title=f"most different input features (of {len(summary['distances'])}), by KS p-value")
     table.add_column("feature", no_wrap=True)
     for col in ("KS", "KS p-value", "W1 / std(sim)", "mean sim", "mean CMS"):
         table.add_column(col, justify="right")
     rows = [(k, v) for k, v in summary["distances"].items() if "ks" in v]
-    for name, d in sorted(rows, key=lambda kv: -kv[1]["ks"])[:top]:
+    for name, d in sorted(rows, key=lambda kv: (kv[1]["ks_pvalue"], -kv[1]["ks"]))[:top]:
         w = d["wasserstein1_over_std"]
         table.add_row(
             name,

@@ -124,6 +124,12 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         ``"zero"`` replaces bad values by 0, ``"raise"`` raises
         :class:`coffea_hepfm.graph.errors.NonFiniteInput`. A NaN score is never returned: it raises
         :class:`NonFiniteScore`.
+    ood
+        Add ``out["ood_score"]`` (float32: minimum squared Mahalanobis distance of the event's embedding to
+        the model's training classes, Lee et al. 2018; see :mod:`coffea_hepfm.model.ood`) and
+        ``out["in_domain"]`` (bool: ``ood_score`` at or below the threshold calibrated so that about 1 %
+        of held-out training events are flagged). Needs a model file with a reference (written at
+        training time); otherwise :class:`~coffea_hepfm.model.reference.ReferenceMissing` is raised here.
 
     Attributes
     ----------
@@ -155,14 +161,16 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         embedding: bool = False,
         backend: str = "local",
         nonfinite: str | None = None,
+        ood: bool = False,
     ):
-        nonserializable_attribute.__init__(self, ["runner_"])
+        nonserializable_attribute.__init__(self, ["runner_", "ood_"])
         self.model = os.fspath(model) if isinstance(model, os.PathLike) else model
         self.device = device
         self.batch_size = batch_size
         self.embedding = embedding
         self.backend = backend
         self.nonfinite = nonfinite
+        self.ood = bool(ood)
         # Validation only: nothing loaded here (the object must stay cheap to pickle).
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
@@ -172,6 +180,8 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             raise ValueError(f"nonfinite must be None, 'raise', 'zero' or 'drop', got {nonfinite!r}")
         self._backend_spec: BackendSpec = parse_backend(backend)
         check_model_file(resolve_model(self.model))
+        if self.ood:  # a model without OOD calibration fails here, not on a worker
+            _read_ood(resolve_model(self.model))
 
     # -- lazily created, per process ------------------------------------------------------------------
     def _create_runner_(self):
@@ -182,6 +192,9 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         from coffea_hepfm.score.remote import TritonRunner
 
         return TritonRunner(self._backend_spec, model=self.model, batch_size=self.batch_size)
+
+    def _create_ood_(self) -> dict:
+        return {"calibration": _read_ood(resolve_model(self.model)), "cache": {}}
 
     @property
     def graph_spec_(self):
@@ -208,12 +221,13 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             self.embedding,
             self.backend,
             self.nonfinite,
+            self.ood,
         )
 
     def __repr__(self) -> str:
         return (
             f"HEPFMScore({self.model!r}, device={self.device!r}, batch_size={self.batch_size}, "
-            f"embedding={self.embedding}, backend={self.backend!r})"
+            f"embedding={self.embedding}, backend={self.backend!r}" + (", ood=True)" if self.ood else ")")
         )
 
     # -- numpy_call_wrapper hooks -----------------------------------------------------------------------
@@ -245,23 +259,48 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             raise ValueError("batch must be sorted event indices in [0, B)")
 
     def numpy_call(self, x: np.ndarray, batch: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Score flat graph inputs: returns ``[B, C]`` probabilities (``[B, C + H]`` with embedding)."""
+        """Score flat graph inputs: returns ``[B, C]`` probabilities (``[B, C + H]`` with embedding; two more
+        columns, the OOD score and the in-domain flag, with ``ood=True``)."""
         counts = np.bincount(batch, minlength=len(u)).astype(np.int64)
-        probs, emb = self.runner_.score(x, counts, u, embedding=self.embedding)
+        probs, emb = self.runner_.score(x, counts, u, embedding=self.embedding or self.ood)
         if not np.isfinite(probs).all():
             bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
             raise NonFiniteScore(f"non-finite score for {len(bad)} event(s), first at chunk index {bad[0]}")
-        out = np.concatenate([probs, emb], axis=1) if self.embedding else probs
+        parts = [probs, emb] if self.embedding else [probs]
+        if self.ood:
+            from coffea_hepfm.model.ood import ood_scores
+
+            cal = self.ood_["calibration"]
+            d2 = ood_scores(emb, cal, self.ood_["cache"])
+            parts += [d2[:, None], (d2 <= cal["threshold"])[:, None]]
+        out = np.concatenate(parts, axis=1) if len(parts) > 1 else probs
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def postprocess_awkward(self, return_array, *args, **kwargs):
-        """``[B, C (+ H)]`` -> record array ``{class: float32, ..., "embedding": H * float32}``."""
+        """``[B, C (+ H) (+ 2)]`` -> record array ``{class: float32, ..., "embedding": H * float32,
+        "ood_score": float32, "in_domain": bool}``."""
         lib = self.get_awkward_lib(return_array) or ak
         names = self.class_names_
         fields = {name: return_array[:, i] for i, name in enumerate(names)}
+        stop = len(names)
         if self.embedding:
-            fields["embedding"] = return_array[:, len(names) :]
+            stop = len(names) + self.runner_.hidden
+            fields["embedding"] = return_array[:, len(names) : stop]
+        if self.ood:
+            fields["ood_score"] = return_array[:, stop]
+            fields["in_domain"] = return_array[:, stop + 1] > 0.5
         return lib.zip(fields, depth_limit=1)
+
+
+def _read_ood(path: Path) -> dict:
+    """The OOD calibration stored in a model file; :class:`ReferenceMissing` (with the remedy) if none."""
+    from coffea_hepfm.model.io import read_metadata
+    from coffea_hepfm.model.reference import ReferenceMissing, read_reference, remedy
+
+    ref = read_reference(read_metadata(path), path)
+    if ref is None or ref.ood is None:
+        raise ReferenceMissing(f"ood=True: {path} has no out-of-distribution calibration; {remedy(path)}")
+    return ref.ood
 
 
 def _node_event_index(nodes: ak.Array) -> ak.Array:

@@ -222,7 +222,8 @@ def finetune(
         "training": {**result.to_dict(), "wall_s": round(wall, 2)},
     }
     if out is not None:
-        from coffea_hepfm.training.modelfile import REPRODUCE, save_trained
+        from coffea_hepfm.training.modelfile import REPRODUCE, save_trained, table_reference
+        from coffea_hepfm.training.table import GraphTable
 
         command = (
             f"coffea-hepfm finetune --data {os.fspath(data_dir)} --from {info['recipe']['from']} --task {task} "
@@ -236,6 +237,14 @@ def finetune(
             head=model.kind,
             reproduce=REPRODUCE.format(command=command),
             description=f"coffea-hepfm classifier for {tsk.description}; outputs {list(tsk.class_names)}.",
+            reference=table_reference(
+                model,
+                spec,
+                splits.train,
+                GraphTable.concatenate([splits.val, splits.test]),
+                tsk.class_names,
+                {"what": "fine-tuning data", "dataset": os.fspath(data_dir), "task": task},
+            ),
             **info,
         )
     info["model"] = model

@@ -26,11 +26,13 @@ def save_trained(
     training: dict | None = None,
     reproduce: str | None = None,
     description: str | None = None,
+    reference: dict | None = None,
 ) -> Path:
     """Write ``out`` (``.safetensors`` + ``.json`` + ``.md``) with :func:`coffea_hepfm.model.save_model`.
 
     ``training`` (the loop record: steps, time, validation history) is stored next to the metrics, so time
-    to reach a target AUC can be read back from the model file.
+    to reach a target AUC can be read back from the model file. ``reference`` (from
+    :func:`table_reference`) is stored under the header's ``"reference"`` key.
     """
     from coffea_hepfm.model import save_model
 
@@ -47,9 +49,26 @@ def save_trained(
         meta["reproduce"] = reproduce
     if description is not None:
         meta["description"] = description
+    if reference is not None:
+        meta["reference"] = reference
     if head != model.kind:
         raise ValueError(f"head {head!r} does not match the model's head {model.kind!r}")
     return save_model(out, model, spec, meta)
+
+
+def table_reference(model, spec, train, heldout, class_names, source: dict) -> dict:
+    """Reference distributions and OOD calibration of a trained model from its training tables.
+
+    ``train`` and ``heldout`` are :class:`~coffea_hepfm.training.table.GraphTable` s of the model's own
+    training data (held out: validation/test events, never trained on); ``class_names`` name their ``y``.
+    See :func:`coffea_hepfm.model.reference.build_reference`.
+    """
+    from coffea_hepfm.model.reference import build_reference
+
+    def flat(t):
+        return (t.x, t.counts, t.u, t.y)
+
+    return build_reference(model, spec, flat(train), flat(heldout), class_names, source)
 
 
 def ship_model(

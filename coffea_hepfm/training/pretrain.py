@@ -224,7 +224,7 @@ def pretrain(
         "metrics": metrics,
         "training": {**result.to_dict(), "wall_s": round(time.perf_counter() - t0, 2)},
     }
-    from coffea_hepfm.training.modelfile import REPRODUCE, save_trained
+    from coffea_hepfm.training.modelfile import REPRODUCE, save_trained, table_reference
 
     command = (
         f"coffea-hepfm pretrain --task {task} --data {os.fspath(data_dir)} --out {os.fspath(out)} --epochs {epochs} "
@@ -232,5 +232,17 @@ def pretrain(
         + (f" --max-events {max_events}" if max_events else "")
         + ("" if math.isinf(time_budget_s) else f" --time-budget {time_budget_s:g}")
     )
-    save_trained(out, model, spec, head=model.kind, reproduce=REPRODUCE.format(command=command), **info)
+    # Reference distributions of the pretraining data (inputs, embedding, OOD calibration on the
+    # validation events, classes = the pretraining processes whatever the head).
+    source = {"what": "pretraining data", "dataset": os.fspath(data_dir), "fold": "pretrain"}
+    reference = table_reference(model, spec, train, val, processes, source)
+    save_trained(
+        out,
+        model,
+        spec,
+        head=model.kind,
+        reproduce=REPRODUCE.format(command=command),
+        reference=reference,
+        **info,
+    )
     return info
