@@ -238,7 +238,7 @@ def test_check_inputs_cli(ref_model, fresh, tmp_path):
 
 
 def test_psi_small_samples_are_not_called_drift():
-    from coffea_hepfm.score.drift import _judge, psi
+    from coffea_hepfm.score.psi import judge, psi
 
     rng = np.random.default_rng(1)
     reference = np.bincount(rng.integers(0, 10, 100_000), minlength=10)
@@ -246,7 +246,7 @@ def test_psi_small_samples_are_not_called_drift():
     value, p, bins = psi(small, reference)
     assert bins == 10 and value > 0.05  # small samples have a biased PSI ...
     rows = [{"feature": "x", "psi": value, "p_value": p, "n": 40, "n_reference": 100_000}]
-    _judge(rows, min_entries=20, alpha=0.01)
+    judge(rows, min_entries=20, alpha=0.01)
     assert rows[0]["status"] == "ok"  # ... which the significance requirement absorbs
     shifted = np.bincount(np.minimum(rng.integers(0, 10, 40) + 4, 9), minlength=10)
     rows = [
@@ -258,5 +258,5 @@ def test_psi_small_samples_are_not_called_drift():
             "n_reference": 100_000,
         }
     ]
-    _judge(rows, min_entries=20, alpha=0.01)
+    judge(rows, min_entries=20, alpha=0.01)
     assert rows[0]["status"] == "drift"

@@ -19,12 +19,30 @@ __all__ = ["Panel", "save_grid"]
 
 @dataclass
 class Panel:
-    """One feature: ``edges`` and ``{label: counts}`` (in-range bins only, ``len(edges) - 1`` each)."""
+    """One feature: ``edges`` and ``{label: counts}``.
+
+    Counts have either ``len(edges) - 1`` entries (in-range bins) or ``len(edges) + 1`` (underflow first,
+    overflow last, as stored in references): flow bins are then drawn as one extra bin on each side,
+    beyond dashed lines, so values outside the reference range are seen, not dropped.
+    """
 
     title: str
     edges: np.ndarray
     counts: Mapping[str, np.ndarray]
     note: str = ""
+
+    def drawn(self) -> tuple[np.ndarray, dict[str, np.ndarray], bool]:
+        """``(edges, counts, has_flow)`` to draw, flow bins turned into outer bins."""
+        edges = np.asarray(self.edges, float)
+        n_in = len(edges) - 1
+        counts = {k: np.asarray(v, float) for k, v in self.counts.items()}
+        if all(len(v) == n_in for v in counts.values()):
+            return edges, counts, False
+        if not all(len(v) == n_in + 2 for v in counts.values()):
+            raise ValueError(f"panel {self.title!r}: counts must have {n_in} or {n_in + 2} entries")
+        w_lo, w_hi = edges[1] - edges[0], edges[-1] - edges[-2]
+        outer = np.concatenate([[edges[0] - w_lo], edges, [edges[-1] + w_hi]])
+        return outer, counts, True
 
 
 def _hist(edges: np.ndarray, counts: np.ndarray):
@@ -49,11 +67,14 @@ def save_grid(panels: Sequence[Panel], path: str | os.PathLike, title: str = "",
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
-        for label, counts in panel.counts.items():
-            counts = np.asarray(counts, float)
+        edges, all_counts, flow = panel.drawn()
+        for label, counts in all_counts.items():
             if counts.sum() <= 0:
                 continue
-            mplhep.histplot(_hist(panel.edges, counts), ax=ax, density=True, label=label)
+            mplhep.histplot(_hist(edges, counts), ax=ax, density=True, label=label)
+        if flow:
+            for x in (edges[1], edges[-2]):
+                ax.axvline(x, color="grey", linestyle="--", linewidth=0.6)
         ax.set_title(panel.title, fontsize=8)
         ax.set_xlabel(panel.title.rsplit("/", 1)[-1], fontsize=7)
         if panel.note:

@@ -69,7 +69,7 @@ def print_drift_report(report: dict, console, top: int = 12) -> None:
         )
     if not report.get("features"):
         return
-    table = Table(title=f"input drift, PSI ({report['measure']['bins']}); most drifted first")
+    table = Table(title=f"input drift, PSI ({report['measure']['bins']}); drifted first")
     table.add_column("feature", no_wrap=True)
     table.add_column("status")
     for col in ("PSI", "p-value", "entries", "mean ref", "mean data"):

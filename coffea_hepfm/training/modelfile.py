@@ -61,9 +61,9 @@ def table_reference(model, spec, train, heldout, class_names, source: dict) -> d
 
     ``train`` and ``heldout`` are :class:`~coffea_hepfm.training.table.GraphTable` s of the model's own
     training data (held out: validation/test events, never trained on); ``class_names`` name their ``y``.
-    See :func:`coffea_hepfm.model.reference.build_reference`.
+    See :func:`coffea_hepfm.model.reference_build.build_reference`.
     """
-    from coffea_hepfm.model.reference import build_reference
+    from coffea_hepfm.model.reference_build import build_reference
 
     def flat(t):
         return (t.x, t.counts, t.u, t.y)
