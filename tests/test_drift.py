@@ -14,11 +14,14 @@ from typer.testing import CliRunner
 from coffea_hepfm import HEPFMScore
 from coffea_hepfm.graph import GraphSpec, MissingCollectionWarning
 from coffea_hepfm.model.io import read_metadata
-from coffea_hepfm.model.reference import ReferenceMissing, read_reference
+from coffea_hepfm.model.reference import ReferenceMissing, feature_layout, read_reference
 from coffea_hepfm.nanoaod import open_events
 from coffea_hepfm.score.drift import check_files, input_histograms
 
 SPEC = GraphSpec()
+LAYOUT = feature_layout(SPEC)
+#: the jets' b-tag node feature, whatever the spec calls it
+BTAG = "node/jet/" + next(f for f, _ in LAYOUT.node_columns if "btag" in f)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,10 +71,17 @@ def ref_data(sim_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ref_model(tiny_model_file, ref_data, tmp_path_factory):
     """The tiny test model re-saved with references from simulated ttbar + ttH (its 'training processes')."""
-    from coffea_hepfm.training.references import add_reference
+    from coffea_hepfm.cli import app
 
     out = tmp_path_factory.mktemp("refmodel") / "tiny_ref.safetensors"
-    return str(add_reference(tiny_model_file, ref_data, out, processes=["tth", "ttbar"], fold="all"))
+    args = ["reference", str(tiny_model_file), "--data", str(ref_data), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--processes", "tth,ttbar", "--fold", "all"])
+    assert result.exit_code == 0, result.output
+    same = CliRunner().invoke(
+        app, ["reference", str(tiny_model_file), "--data", str(ref_data), "--out", str(tiny_model_file)]
+    )
+    assert same.exit_code == 2 and "must be a new file" in same.output
+    return str(out)
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +106,7 @@ def test_reference_written_at_training_time(sim_dir, ref_data, tmp_path):
     meta = read_metadata(out)
     ref = read_reference(meta, out, required=True)
     assert ref.source["what"] == "fine-tuning data" and ref.source["n_events"] > 40
-    assert set(ref.inputs) == {
-        *(
-            f"node/{t}/{f}"
-            for t in ("jet", "electron", "muon", "photon", "met")
-            for f in SPEC.node_features[:8]
-        ),
-        *(f"global/{g}" for g in SPEC.global_features),
-        *(f"count/{t}" for t in ("jet", "electron", "muon", "photon", "met")),
-    }
+    assert list(ref.inputs) == LAYOUT.names() and BTAG in ref.inputs
     jets = ref.inputs["count/jet"]
     assert jets.n == ref.source["n_events"] and jets.discrete and len(jets.counts) == len(jets.edges) + 1
     ood = ref.ood
@@ -169,7 +171,7 @@ def test_histograms_eager_virtual_dask_agree_and_read_only_inputs(ref_model, sha
     events = open_events(path, mode="dask", steps_per_file=2)
     lazy = input_histograms(events, ref_model)
     # every histogram needs the whole node record; two of them stand for all (the check is slow per graph)
-    (columns,) = dak.necessary_columns(lazy["node/jet/btag"], lazy["count/photon"]).values()
+    (columns,) = dak.necessary_columns(lazy[BTAG], lazy["count/photon"]).values()
     assert set(columns) == set(SPEC.required_branches(events))
     (computed,) = dask.compute(lazy, scheduler="sync")
     assert set(eager) == set(virtual) == set(computed) == set(read_reference(read_metadata(ref_model)).inputs)
@@ -193,7 +195,7 @@ def test_verdict_ok_on_fresh_events_and_drift_on_broken_btag(ref_model, fresh, t
     assert ok["events"] == 300 and ok["ood"]["flagged_fraction"] < 0.05
     bad = check_files(broken, ref_model, plots=tmp_path)
     assert bad["verdict"] == "drift"
-    assert bad["features"][0]["feature"] == "node/jet/btag" and bad["features"][0]["status"] == "drift"
+    assert bad["features"][0]["feature"] == BTAG and bad["features"][0]["status"] == "drift"
     assert (tmp_path / "drift_top.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -214,9 +216,9 @@ def test_verdict_drift_on_cms_dy_and_2015_shaped_file(ref_model, shared_nanoaod,
         placeholder = check_files([old], ref_model)
         original = check_files([src], ref_model)
     assert placeholder["verdict"] == "drift"
-    btag = {r["feature"]: r for r in placeholder["features"]}["node/jet/btag"]
+    btag = {r["feature"]: r for r in placeholder["features"]}[BTAG]
     assert btag["status"] == "drift"
-    assert btag["psi"] > 3 * {r["feature"]: r for r in original["features"]}["node/jet/btag"]["psi"]
+    assert btag["psi"] > 3 * {r["feature"]: r for r in original["features"]}[BTAG]["psi"]
 
 
 def test_check_inputs_cli(ref_model, fresh, tmp_path):
@@ -229,7 +231,7 @@ def test_check_inputs_cli(ref_model, fresh, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["verdict"] == "drift" and "verdict: drift" in result.output
-    assert "node/jet/btag" in result.output and "flagged" in result.output
+    assert BTAG in result.output and "flagged" in result.output
     assert {"psi", "p_value", "status", "n"} <= set(report["features"][0]) and "flagged_fraction" in report[
         "ood"
     ]
@@ -260,3 +262,22 @@ def test_psi_small_samples_are_not_called_drift():
     ]
     judge(rows, min_entries=20, alpha=0.01)
     assert rows[0]["status"] == "drift"
+
+
+def test_bench_score_measures_the_ood_overhead(ref_model, shared_nanoaod, tmp_path):
+    from coffea_hepfm.score.bench import run_benchmark
+
+    lines = []
+    res = run_benchmark(
+        model=ref_model,
+        sources=[shared_nanoaod / "nano_dy.root"],
+        n_events=400,
+        chunk_size=200,
+        workdir=tmp_path,
+        memory=False,
+        dense_events=40,
+        print_fn=lines.append,
+        ood=True,
+    )
+    assert res["c_ood_read_graph_score_ood"]["events_per_s"] > 0 and np.isfinite(res["ood_overhead"])
+    assert any(line.startswith("ood=True costs") for line in lines)

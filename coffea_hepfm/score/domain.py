@@ -70,15 +70,17 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def resolve_spec(spec=None, model: str | None = None):
-    """The graph spec of the report: a ``GraphSpec``, a dict, a ``.json`` file (a spec, or a model
-    sidecar with ``graph_spec``), a model (name or file: its spec); default: ``model``'s spec, else
-    ``GraphSpec()``."""
+    """The graph spec of the report: a ``GraphSpec``, a dict, ``"default"`` (this code's ``GraphSpec()``),
+    a ``.json`` file (a spec, or a model sidecar with ``graph_spec``), a model (name or file: its spec);
+    default: ``model``'s spec, else ``GraphSpec()``."""
     from coffea_hepfm.graph import GraphSpec
 
     if isinstance(spec, GraphSpec):
         return spec
     if isinstance(spec, dict):
         return GraphSpec.from_dict(spec.get("graph_spec", spec))
+    if spec == "default":
+        return GraphSpec()
     if spec is not None and str(spec).endswith(".json"):
         d = json.loads(Path(spec).read_text())
         return GraphSpec.from_dict(d.get("graph_spec", d))

@@ -20,7 +20,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         spec: str = typer.Option(
             None,
             "--spec",
-            help="Graph spec: a .json (spec or model sidecar) or a model (default: --model's).",
+            help="Graph spec: 'default' (this code's), a .json (spec or model sidecar) or a model (default: --model's).",
         ),
         preselection: str = typer.Option(
             None, "--preselection", "-p", help="Graph selection for both, e.g. 'n_jet>=4,n_lepton>=1'."

@@ -202,7 +202,15 @@ def _rows(hists: Mapping, refs: Mapping, prefix_filter) -> list[dict]:
 
 
 def _ood_summary(hists, ood: dict) -> dict | None:
-    from scipy.stats import binom
+    """Flagged fraction and whether it is significantly above the calibrated rate.
+
+    The threshold was set on ``n_calibration`` held-out events of which ``m`` were above it, so the true
+    rate at which in-domain events are flagged is itself uncertain: Beta(m + 1, n_calibration - m + 1)
+    (uniform prior). The number flagged among ``n`` events then follows a beta-binomial distribution;
+    its upper tail is the p-value. (A plain binomial at exactly 1 % calls a calibration on a few hundred
+    events "drift" far too often.)
+    """
+    from scipy.stats import betabinom
 
     h = hists.get("ood/in_domain")
     if h is None or ood is None:
@@ -210,13 +218,16 @@ def _ood_summary(hists, ood: dict) -> dict | None:
     counts = h.values()  # Boolean axis: [False, True]
     flagged, events = int(counts[0]), int(counts.sum())
     expected = 1.0 - float(ood["quantile"])
-    p = float(binom.sf(flagged - 1, events, expected)) if events else 1.0
+    n_cal = int(ood.get("n_calibration", 0))
+    m_cal = int(round(float(ood.get("flagged_fraction_calibration", expected)) * n_cal))
+    p = float(betabinom.sf(flagged - 1, events, m_cal + 1, n_cal - m_cal + 1)) if events else 1.0
     excess = events > 0 and flagged / events > OOD_FACTOR * expected and p < ALPHA
     return {
         "events": events,
         "flagged": flagged,
         "flagged_fraction": flagged / events if events else 0.0,
         "expected_fraction": expected,
+        "calibration_events": n_cal,
         "p_value": p,
         "excess": bool(excess),
         "method": ood.get("method"),

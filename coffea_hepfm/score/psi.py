@@ -28,7 +28,8 @@ index*, PhD thesis, Western Michigan University, 2018). A feature's status is
 
 So a 40-event file is called drifted only by shifts far beyond its statistical noise. The verdict is
 ``"drift"`` when any input feature has status ``"drift"``, or when the fraction of events flagged by the
-per-event OOD score is significantly (binomial p < 0.01) above three times its calibrated rate; else
+per-event OOD score is above three times its calibrated rate and significantly so (beta-binomial p < 0.01,
+which includes the uncertainty of a threshold calibrated on a finite held-out sample); else
 ``"ok"``; ``"no-reference"`` for a model file without references and ``"too-few-events"`` when no
 feature has :data:`MIN_ENTRIES` entries (see :func:`coffea_hepfm.score.drift.compare_to_reference`).
 
