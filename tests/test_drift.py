@@ -129,14 +129,18 @@ def test_old_model_files_without_reference(tiny_model_file, shared_nanoaod, tmp_
     assert len(out) == 40  # scoring is unchanged
 
 
+def ref_model_card(path) -> str:
+    from pathlib import Path
+
+    return Path(path).with_suffix(".md").read_text()
+
+
 def test_resave_is_recorded(ref_model, tiny_model_file):
     meta = read_metadata(ref_model)
-    r = meta["reference_resave"]
-    assert (
-        r["of"] == str(tiny_model_file)
-        and r["weights"] == "unchanged"
-        and "--processes tth,ttbar" in r["command"]
-    )
+    r = meta["resaves"][-1]
+    assert r["from"] == str(tiny_model_file) and r["changed"] == ["reference"]
+    assert "--processes tth,ttbar" in r["command"] and r["from_sha256"]
+    assert r["command"] in ref_model_card(ref_model)  # the card's route lists the re-save
     from coffea_hepfm.model.io import load_model
 
     a, b = load_model(ref_model).module.state_dict(), load_model(tiny_model_file).module.state_dict()

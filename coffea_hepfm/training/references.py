@@ -3,8 +3,9 @@
 New models get their references at training time (:func:`coffea_hepfm.training.modelfile.table_reference`,
 called by ``pretrain``, ``finetune`` and ``launch_finetune``). A model trained before that, such as a
 shipped one, gets them here: its weights are copied unchanged into a new file whose reference is built
-from events of the model's training processes, and whose header records that it is a re-save, of which
-file (path and sha256), from which data, and with which command (``reference_resave``)::
+from events of the model's training processes, and whose header records the re-save like every other
+(:mod:`coffea_hepfm.model.resave`): one more ``"resaves"`` entry with the source file and its sha256, the
+reason, ``"changed": ["reference"]``, the data and the command; the model card lists that command::
 
     coffea-hepfm reference tth_vs_ttbar --data data/train --out tth_vs_ttbar_ref.safetensors
 
@@ -18,6 +19,7 @@ with the split ``launch_finetune`` uses.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shlex
 from collections.abc import Sequence
@@ -75,8 +77,12 @@ def add_reference(
     Raises ``ValueError`` if ``out`` is the model file itself (a re-save never overwrites its source) or
     the training processes are unknown; ``DatasetError`` if a process is missing from ``data``.
     """
+    from coffea_hepfm import __version__
     from coffea_hepfm.model import load_model, save_model
+    from coffea_hepfm.model.integrity import INTEGRITY_KEY
     from coffea_hepfm.model.io import resolve_model_path, sha256_file
+
+    _REWRITTEN = ("format", "format_version", "graph_spec", "model_config", "head", INTEGRITY_KEY)
     from coffea_hepfm.training.modelfile import table_reference
 
     src = resolve_model_path(model)
@@ -119,27 +125,28 @@ def add_reference(
         "folds": folds,
     }
     reference = table_reference(loaded.module, spec, train, heldout, class_names, source)
-    reserved = {"format", "format_version", "graph_spec", "model_config", "head", "created"}
-    reserved |= {"coffea_hepfm_version", "torch_version", "sha256", "weights_file", "n_parameters"}
-    meta = {k: v for k, v in loaded.meta.items() if k not in reserved}
-    meta["class_names"] = loaded.class_names
-    command = f"coffea-hepfm reference {shlex.quote(os.fspath(model))} --data {shlex.quote(os.fspath(data))} "
-    command += f"--out {shlex.quote(os.fspath(out))} --seed {seed}"
-    if processes:
-        command += f" --processes {','.join(processes)}"
-    if fold:
-        command += f" --fold {fold}"
-    if max_events:
-        command += f" --max-events {max_events}"
+    command = shlex.join(
+        ["coffea-hepfm", "reference", os.fspath(model), "--data", os.fspath(data), "--out", os.fspath(out)]
+        + ["--seed", str(seed)]
+        + (["--processes", ",".join(processes)] if processes else [])
+        + (["--fold", fold] if fold else [])
+        + (["--max-events", str(max_events)] if max_events else [])
+    )
+    # Recorded like every re-save (coffea_hepfm.model.resave): one more "resaves" entry; only the
+    # reference is new, the weights and everything training recorded are kept.
+    meta = {k: v for k, v in loaded.meta.items() if k not in _REWRITTEN}
     meta["reference"] = reference
-    meta["reference_resave"] = {
-        "of": os.fspath(src),
-        "of_sha256": sha256_file(src),
-        "of_created": loaded.meta.get("created"),
-        "weights": "unchanged",
+    entry = {
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "from": os.fspath(model),
+        "from_sha256": loaded.sha256 or sha256_file(src),
+        "from_format_version": loaded.meta["format_version"],
+        "reason": "add reference distributions and the OOD calibration (weights unchanged)",
+        "changed": ["reference"],
         "command": command,
+        "data": os.fspath(data),
         "note": "the reference is built from the data given, not necessarily the original training events",
+        "coffea_hepfm_version": __version__,
     }
-    if meta.get("reproduce"):
-        meta["reproduce"] = f"{meta['reproduce']}\n{command}"
+    meta["resaves"] = [*meta.get("resaves", []), entry]
     return save_model(out, loaded.module, loaded.graph_spec, meta)
