@@ -14,7 +14,7 @@ from coffea_hepfm.model.reference import feature_layout
 from coffea_hepfm.nanoaod import open_events
 from coffea_hepfm.score.domain import domain_report
 from coffea_hepfm.score.domain_stats import event_features
-from coffea_hepfm.score.selection import GenSelection, Preselection
+from coffea_hepfm.score.selection import GenSelection, GenSelectionNotApplied, Preselection
 
 SPEC = GraphSpec()
 
@@ -145,7 +145,8 @@ def test_cli_and_files_without_genpart(shared_nanoaod, sim_files, tmp_path):
         "--repeats", "1",
         "--folds", "2",
     ]  # fmt: skip
-    result = CliRunner().invoke(app, args)
+    with pytest.warns(GenSelectionNotApplied, match="nano_dimuon.root has no GenPart"):
+        result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "domain_report.json").read_text())
     cms = summary["domains"]["cms"]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ import numpy as np
 
 from coffea_hepfm.model.reference import choose_edges, feature_layout, input_values
 from coffea_hepfm.score.domain_stats import classifier_auc, distances, event_features, univariate_auc
-from coffea_hepfm.score.selection import GenSelection, Preselection, has_genpart
+from coffea_hepfm.score.selection import GenSelection, GenSelectionNotApplied, Preselection, has_genpart
 
 __all__ = ["DomainSample", "collect", "domain_report", "expand_inputs", "resolve_spec"]
 
@@ -162,6 +163,12 @@ def collect(
                     sample.gen_applied.append(chunk.file)
             elif chunk.file not in sample.gen_not_applied:
                 sample.gen_not_applied.append(chunk.file)
+                warnings.warn(
+                    f"{chunk.file} has no GenPart record: generator selection {gen.text!r} not applied, its "
+                    "events are taken as given",
+                    GenSelectionNotApplied,
+                    stacklevel=2,
+                )
         sample.n_gen_selected += len(events)
         flat = build_flat(events, spec)
         keep = preselection.mask(flat.x, flat.node_counts, flat.u)

@@ -46,9 +46,16 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMWarning
 from coffea_hepfm.model.reference import feature_layout, node_types
 
-__all__ = ["GEN_ALIASES", "GenSelection", "Preselection", "has_genpart"]
+
+class GenSelectionNotApplied(HEPFMWarning):
+    """A file has no ``GenPart`` record: a generator selection cannot be applied, its events are taken as
+    given (e.g. collision data)."""
+
+
+__all__ = ["GEN_ALIASES", "GenSelection", "GenSelectionNotApplied", "Preselection", "has_genpart"]
 
 _OPS = {
     ">=": operator.ge,
