@@ -65,7 +65,8 @@ def print_drift_report(report: dict, console, top: int = 12) -> None:
         o = report["ood"]
         console.print(
             f"out-of-distribution events: {o['flagged']} of {o['events']} flagged = {o['flagged_fraction']:.2%} "
-            f"(expected {o['expected_fraction']:.2%} for the training processes)"
+            f"(calibrated to {o['expected_fraction']:.2%} of the training processes' events on "
+            f"{o.get('calibration_events', '?')} held-out events)"
         )
     if not report.get("features"):
         return
