@@ -85,7 +85,9 @@ def save_grid(panels: Sequence[Panel], path: str | os.PathLike, title: str = "",
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # fixed spacing: tight_layout costs a full extra draw (a quarter of the time of a grid)
+    top = 1.0 - 0.7 / (2.8 * nrows)  # room for the suptitle and the first row's panel titles
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.1, top=top, hspace=0.55, wspace=0.25)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     try:
