@@ -42,8 +42,12 @@ def test_preselection_parsing_and_mask(shared_nanoaod):
 
 
 def test_gen_selection_on_real_and_simulated_files(shared_nanoaod, sim_files):
+    opened = {}
+
     def count(path, text):
-        return int(GenSelection.parse(text).mask(open_events(path, mode="virtual")).sum())
+        if path not in opened:  # opening is the slow part: once per file
+            opened[path] = open_events(path, mode="virtual")
+        return int(GenSelection.parse(text).mask(opened[path]).sum())
 
     # nano_tt_v12 is semileptonic ttbar by construction (shared/data/README.md)
     assert count(shared_nanoaod / "nano_tt_v12.root", "semileptonic") == 200
@@ -53,7 +57,7 @@ def test_gen_selection_on_real_and_simulated_files(shared_nanoaod, sim_files):
     assert count(dy, "z-ee") + count(dy, "z-mumu") + count(dy, "z-tautau") == 40
     assert count(shared_nanoaod / "nano_tree.root", "z-nunu") == 10
     sim = sim_files["ttbar"][0]
-    n = len(open_events(sim, mode="virtual"))
+    n = len(opened.setdefault(sim, open_events(sim, mode="virtual")))
     modes = [count(sim, m) for m in ("semileptonic", "dileptonic", "allhadronic")]
     assert sum(modes) == n  # every simulated ttbar event has exactly one decay mode
     assert 0.3 < modes[0] / n < 0.6  # PDG: 43.8 %
