@@ -93,3 +93,51 @@ def check_batch(g: GraphBatch, spec: GraphSpec) -> None:
     assert np.all(np.diff(key) > 0), "edges not unique / not source-major ordered"
     assert np.isfinite(g.x).all() and np.isfinite(g.u).all() and np.isfinite(g.edge_attr).all()
     assert np.all(np.abs(g.edge_attr[:, 1]) <= np.float32(np.pi))
+
+
+# -- modified copies of shared files (written with uproot, as a user's odd file would be) ---------------
+_KEEP = ("Jet", "Electron", "Muon", "Photon", "MET", "PuppiMET", "PFMET")
+_IDS = ("run", "luminosityBlock", "event", "genWeight")
+
+
+def write_copy(src, dst, edit=None, drop=()):
+    """Copy the object collections (no cross-reference ``*Idx*`` branches) and event IDs of NanoAOD ``src``
+    to ``dst``; ``edit(cols)`` may change / add / delete branches (``{"Jet_pt": awkward array, ...}``) and
+    ``drop`` lists branch names (or ``"MET_*"`` prefixes) to leave out. Returns ``dst``."""
+    import uproot
+
+    tree = uproot.open(src)["Events"]
+    keys = [
+        k
+        for k in tree.keys()
+        if (k in _IDS or (k.split("_")[0] in _KEEP and "_" in k and "Idx" not in k))
+        and not any(k == d or (d.endswith("*") and k.startswith(d[:-1])) for d in drop)
+    ]
+    arrays = tree.arrays(keys)
+    cols = {k: arrays[k] for k in keys}
+    if edit is not None:
+        edit(cols)
+    out, groups = {}, {}
+    for k, v in cols.items():
+        coll, _, field = k.partition("_")
+        if field and v.ndim > 1:
+            groups.setdefault(coll, {})[field] = v
+        else:
+            out[k] = v
+    out.update({coll: ak.zip(fields) for coll, fields in groups.items()})
+    with uproot.recreate(dst) as f:
+        f["Events"] = out
+    return dst
+
+
+def set_value(arr, event, value, index=0):
+    """A copy of jagged (or flat, ``index`` ignored) ``arr`` with object ``index`` of ``event`` set to
+    ``value``."""
+    if arr.ndim == 1:
+        flat = np.asarray(ak.to_numpy(arr)).copy()
+        flat[event] = value
+        return ak.Array(flat)
+    counts = np.asarray(ak.num(arr))
+    flat = np.asarray(ak.to_numpy(ak.flatten(arr))).copy()
+    flat[np.cumsum(counts)[event] - counts[event] + index] = value
+    return ak.unflatten(flat, counts)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graph_helpers import opened
 
 from coffea_hepfm.graph import GraphSpec
 from coffea_hepfm.graph.errors import MissingCollectionWarning
@@ -28,10 +29,8 @@ def scorer():
 def test_v1_scores_unchanged(scorer, shared_nanoaod, name):
     """Scores of the pre-v2 ``tth_vs_ttbar`` model on every shared CMS file, as recorded with the v1 code
     (``tests/data/v1/make_reference.py``)."""
-    from coffea_hepfm.nanoaod import open_events
-
     assert scorer.graph_spec_.version == 1
-    events = open_events(shared_nanoaod / name, mode="virtual")  # eager reads all ~1500 branches
+    events = opened(shared_nanoaod / name)  # virtual, shared with the other graph tests
     if name == "nano_tt_v12.root":  # slimmed: no Photon; the v1 spec treats it as empty and says so
         with pytest.warns(MissingCollectionWarning, match="Photon_pt not found"):
             out = scorer(events)
