@@ -169,12 +169,13 @@ def _warn_fallback(skipped: dict[str, str], used: str, source: str | None) -> No
 def categories(
     choice: TaggerChoice, jet_index: np.ndarray, jet_event: np.ndarray, abs_eta: np.ndarray
 ) -> np.ndarray:
-    """``[M, 3]`` bool (passes loose, medium, tight) of jets ``jet_index`` (flat ids; ``jet_event`` their
-    events, ``abs_eta`` their |eta|). Jets outside the tagger's acceptance pass nothing."""
+    """``[3, M]`` bool (passes loose, medium, tight) of jets ``jet_index`` (flat ids; ``jet_event`` their
+    events, ``abs_eta`` their |eta|). Jets outside the tagger's acceptance pass nothing. A jet is tagged
+    if its score is above the cut (BTV's convention)."""
     s = choice.scores[jet_index]
     if choice.cuts.ndim == 1:
         inside = abs_eta < choice.eta_max
-        return np.stack([(s > c) & inside for c in choice.cuts.tolist()], axis=1)
+        return np.stack([(s > c) & inside for c in choice.cuts.tolist()])
     cuts = choice.cuts[jet_event]
     inside = abs_eta < choice.eta_max[jet_event]
-    return (s[:, None] > cuts) & inside[:, None]
+    return ((s[:, None] > cuts) & inside[:, None]).T

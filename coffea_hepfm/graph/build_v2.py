@@ -176,7 +176,7 @@ def build_flat_v2(
         if obj == "jet":
             a = d["a"]
             cat_all = btagging.categories(choice, s_all, ev_all, np.abs(a["eta"][s_all]))
-            sel[obj]["n_b"] = np.bincount(ev_all, weights=cat_all[:, 1], minlength=B)
+            sel[obj]["n_b"] = np.bincount(ev_all, weights=cat_all[1], minlength=B)
             sel[obj]["ht"] = np.bincount(ev_all, weights=a["pt"][s_all], minlength=B)
             if len(s) != len(s_all):
                 cat_all = btagging.categories(choice, s, ev, np.abs(a["eta"][s]))
@@ -203,25 +203,27 @@ def build_flat_v2(
     for s in sel.values():
         node_counts += s["counts"]
     node_off = _offsets(node_counts)
-    xt = np.zeros((len(NODE_FEATURES_V2), int(node_off[-1])), dtype=_F32)
+    x = np.empty((int(node_off[-1]), len(NODE_FEATURES_V2)), dtype=_F32)  # every row is written once
     base = node_off[:-1].copy()  # next free node slot of each event, advanced type by type
     for obj in OBJECT_TYPES[:-1]:
         s = sel.get(obj)
         if s is None:
             continue
-        dest = base[s["ev"]] + s["pos"]
-        _write(xt, dest, obj, data[obj]["a"], s)
+        # Features are computed into contiguous rows of a feature-major block, then scattered as node rows
+        # (numpy copies the transposed block row by row: no per-feature strided scatter, no transpose copy).
+        x[base[s["ev"]] + s["pos"]] = _block(obj, data[obj]["a"], s).T
         base += s["counts"]
     if met is not None:
         ev_m = np.flatnonzero(has_met)
-        dest = base[ev_m]
+        bt = np.zeros((len(NODE_FEATURES_V2), len(ev_m)), dtype=_F32)
         lp = np.log1p(np.maximum(m["pt"][ev_m].astype(_F32, copy=False), _F32(0)))
         phi = m["phi"][ev_m].astype(_F32, copy=False)
-        xt[_F["log_pt"], dest] = lp
-        xt[_F["log_energy"], dest] = lp  # massless with eta = 0: E = pT
-        xt[_F["sin_phi"], dest] = np.sin(phi)
-        xt[_F["cos_phi"], dest] = np.cos(phi)
-        xt[_F["is_met"], dest] = 1
+        bt[_F["log_pt"]] = lp
+        bt[_F["log_energy"]] = lp  # massless with eta = 0: E = pT
+        bt[_F["sin_phi"]] = np.sin(phi)
+        bt[_F["cos_phi"]] = np.cos(phi)
+        bt[_F["is_met"]] = 1
+        x[base[ev_m]] = bt.T
 
     zero = np.zeros(B)
     n = {obj: (sel[obj]["n"] if obj in sel else zero) for obj in OBJECT_TYPES[:-1]}
@@ -244,12 +246,13 @@ def build_flat_v2(
             NonFiniteWarning,
             stacklevel=stacklevel,
         )
-    return FlatNodes(x=np.ascontiguousarray(xt.T), node_counts=node_counts, u=u, nonfinite=nonfinite)
+    return FlatNodes(x=x, node_counts=node_counts, u=u, nonfinite=nonfinite)
 
 
-def _write(xt: np.ndarray, dest: np.ndarray, obj: str, a: dict[str, np.ndarray], s: dict) -> None:
-    """Write the features of the capped selected objects ``s`` of type ``obj`` at node rows ``dest``."""
+def _block(obj: str, a: dict[str, np.ndarray], s: dict) -> np.ndarray:
+    """``[F, M]`` features of the capped selected objects ``s`` of type ``obj`` (feature-major)."""
     idx = s["s"]
+    xt = np.zeros((len(NODE_FEATURES_V2), len(idx)), dtype=_F32)
     pt = a["pt"][idx].astype(_F32, copy=False)
     eta = a["eta"][idx].astype(_F32, copy=False)
     phi = a["phi"][idx].astype(_F32, copy=False)
@@ -258,17 +261,18 @@ def _write(xt: np.ndarray, dest: np.ndarray, obj: str, a: dict[str, np.ndarray],
     else:
         m = _F32(FIXED_MASS[obj])
     p = pt * np.cosh(eta)
-    xt[_F["log_pt"], dest] = np.log1p(pt)
-    xt[_F["eta"], dest] = eta
-    xt[_F["sin_phi"], dest] = np.sin(phi)
-    xt[_F["cos_phi"], dest] = np.cos(phi)
-    xt[_F["log_energy"], dest] = np.log1p(np.sqrt(p * p + m * m))
+    np.log1p(pt, out=xt[_F["log_pt"]])
+    xt[_F["eta"]] = eta
+    np.sin(phi, out=xt[_F["sin_phi"]])
+    np.cos(phi, out=xt[_F["cos_phi"]])
+    p *= p
+    p += m * m
+    np.log1p(np.sqrt(p, out=p), out=xt[_F["log_energy"]])
     if obj == "jet":
-        xt[_F["log_mass"], dest] = np.log1p(m)
-        cat = s["cat"]
-        for k, name in enumerate(("btag_loose", "btag_medium", "btag_tight")):
-            xt[_F[name], dest[cat[:, k]]] = 1
+        np.log1p(m, out=xt[_F["log_mass"]])
+        xt[_F["btag_loose"] : _F["btag_tight"] + 1] = s["cat"]
     elif obj != "photon":
-        xt[_F["log_mass"], dest] = np.log1p(m)
-        xt[_F["charge"], dest] = a["charge"][idx]
-    xt[_F[f"is_{obj}"], dest] = 1
+        xt[_F["log_mass"]] = np.log1p(m)
+        xt[_F["charge"]] = a["charge"][idx]
+    xt[_F[f"is_{obj}"]] = 1
+    return xt
