@@ -39,8 +39,10 @@ class MissingBranchError(GraphError, KeyError):
         return str(self.args[0])
 
 
-class UnsupportedGraphSpec(GraphError, ValueError):
-    """A graph spec this code cannot build: unknown version or field (e.g. from a newer coffea-hepfm)."""
+class UnsupportedGraphSpec(GraphSpecMismatch):
+    """A graph spec this code cannot build: unknown version or field (e.g. from a newer coffea-hepfm).
+    A :class:`GraphSpecMismatch` (and so a ``ValueError``), so code that refuses mismatched specs refuses
+    these too."""
 
 
 class NonFiniteInput(GraphError, ValueError):
