@@ -28,21 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coffea_hepfm.cms.btag import BTAG_ETA_MAX, WORKING_POINTS
+from coffea_hepfm.cms.btag import BTAG_ETA_MAX, REFERENCE_ERA, REFERENCE_ERA_RUN3, WORKING_POINTS
 from coffea_hepfm.cms.eras import ERAS, RUN_RANGES, era_index_of_run
 from coffea_hepfm.graph.errors import EraWarning, NoValidTagger, TaggerFallbackWarning
 
-#: Reference era of each tagger for simulation when ``GraphSpec.era == "auto"``.
-MC_ERA = {
-    "btagUParTAK4B": "2024",
-    "btagPNetB": "2022",
-    "btagRobustParTAK4B": "2022",
-    "btagDeepFlavB": "2018",
-    "btagDeepB": "2018",
-    "btagCSVV2": "2017",
-}
-#: Run 3 files (NanoAOD v12+) carry DeepJet retrained for Run 3: its reference era there is 2022.
-MC_ERA_RUN3 = {"btagDeepFlavB": "2022"}
+#: Reference era of each tagger for simulation when ``GraphSpec.era == "auto"`` (``cms.btag``).
+MC_ERA = REFERENCE_ERA
+MC_ERA_RUN3 = REFERENCE_ERA_RUN3
 TRACKER_ETA = 2.5
 _REFERENCE = -1  # event era index meaning "the tagger's reference era"
 
@@ -108,7 +100,7 @@ def event_eras(
 
 
 def _eras_needed(branch: str, ev_era: np.ndarray | None, run3: bool) -> tuple[str, np.ndarray | None]:
-    ref = MC_ERA_RUN3.get(branch, MC_ERA[branch]) if run3 else MC_ERA[branch]
+    ref = (MC_ERA_RUN3 if run3 else MC_ERA)[branch]
     if ev_era is None:
         return (ref,), None
     idx = np.where(ev_era == _REFERENCE, ERAS.index(ref), ev_era)
