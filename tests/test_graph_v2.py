@@ -379,3 +379,35 @@ def test_unphysical_values_raise(bad_file):
     ):
         with pytest.warns(MissingCollectionWarning):
             build_node_record(events, SPEC.replace(nonfinite="raise", max_jets=0))
+
+
+def test_graph_info_cli_shows_the_choices(shared_nanoaod):
+    """`coffea-hepfm graph-info FILE` makes every resolved choice visible (ID recipes, b-tag, era, MET)."""
+    from typer.testing import CliRunner
+
+    from coffea_hepfm.cli import app
+
+    res = CliRunner().invoke(
+        app, ["graph-info", str(shared_nanoaod / "nano_dimuon.root")], terminal_width=200
+    )
+    assert res.exit_code == 0, res.output
+    for text in ("Jet_jetId bit 2 (tight)", "Photon_cutBasedBitmap bit 2", "from the run number", "PuppiMET"):
+        assert text in res.output, text
+    res = CliRunner().invoke(app, ["graph-info", "/nowhere.root"])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_object_dropout_keeps_bjet_count():
+    """Contrastive augmentation (training) drops objects; with v2 the b-jet count follows the dropped jets."""
+    from graph_helpers import make_events
+
+    from coffea_hepfm.training.augment import Augmenter
+
+    jets = [[{"pt": 60.0, "eta": 0.1, "btagDeepFlavB": 0.9}, {"pt": 40.0, "eta": -1.0, "phi": 2.0}]]
+    g = build_graphs(make_events(jets), SPEC)
+    assert np.expm1(g.u[0, G["log_n_bjets"]]) == pytest.approx(1)
+    x, counts, u = Augmenter(SPEC, ops=("drop_objects",), drop_prob=1.0)(
+        g.x, g.node_counts, g.u, np.random.default_rng(0)
+    )
+    assert counts.tolist() == [1] and x[0, F["is_met"]] == 1  # only the MET node is left
+    assert u[0, G["log_n_bjets"]] == 0 and u[0, G["log_n_jets"]] == 0

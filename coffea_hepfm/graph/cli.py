@@ -8,6 +8,47 @@ import typer
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command("graph-info")
+    def graph_info_cmd(
+        file: Path = typer.Argument(..., help="A NanoAOD file."),
+        spec: Path = typer.Option(
+            None, "--spec", help="GraphSpec JSON (GraphSpec.to_dict()); default GraphSpec()."
+        ),
+    ) -> None:
+        """Show how the graph spec reads FILE: ID recipes and fallbacks, b-tag candidates, era rule, MET,
+        the branches read. Nothing is computed; per-chunk choices (tagger, era) are listed as rules."""
+        import json
+        import warnings
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from coffea_hepfm.graph import GraphSpec, resolve
+        from coffea_hepfm.graph.errors import GraphError
+        from coffea_hepfm.nanoaod import open_events
+
+        try:
+            graph_spec = GraphSpec.from_dict(json.loads(spec.read_text())) if spec else GraphSpec()
+            events = open_events(file, mode="virtual")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                plan = resolve(graph_spec, events)
+                plan.warn_absent()
+        except (GraphError, OSError, ValueError, KeyError) as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        table = Table(title=f"{file} with graph spec v{graph_spec.version}")
+        table.add_column("input")
+        table.add_column("read as")
+        describe = plan.describe() if hasattr(plan, "describe") else {"b-tag": f"Jet_{plan.btag_branch}"}
+        for key, value in describe.items():
+            table.add_row(key, value)
+        table.add_row("branches", ", ".join(plan.branches()))
+        console = Console()
+        console.print(table)
+        for w in caught:
+            console.print(f"warning: {w.message}")
+
     @bench.command("graph")
     def bench_graph_cmd(
         files: list[Path] = typer.Argument(..., help="NanoAOD files; their needed branches are replicated."),
