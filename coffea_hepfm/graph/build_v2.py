@@ -111,7 +111,7 @@ def _positions(sel: np.ndarray, ev_all: np.ndarray, n_events: int, pt: np.ndarra
     if len(sel) > 1 and np.any((p[1:] > p[:-1]) & (ev[1:] == ev[:-1])):
         order = np.lexsort((-p, ev))
         sel, ev = sel[order], ev[order]
-    pos = np.arange(len(sel), dtype=np.int64) - np.repeat(_offsets(n)[:-1], n)
+    pos = np.arange(len(sel), dtype=np.int32) - np.repeat(_offsets(n)[:-1].astype(np.int32), n)
     if n.max(initial=0) > cap:
         keep = pos < cap
         return sel, ev, pos, n, sel[keep], ev[keep], pos[keep]
@@ -150,7 +150,7 @@ def build_flat_v2(
         if drop is not None:
             keep &= ~drop
         data[obj] = {"a": a, "counts": counts, "start": _offsets(counts)[:-1], "keep": keep}
-        data[obj]["ev"] = np.repeat(np.arange(B, dtype=np.int64), counts)
+        data[obj]["ev"] = np.repeat(np.arange(B, dtype=np.int32), counts)
     # Delta-R cleaning: photons against selected leptons, then jets against selected leptons and photons.
     leptons = [
         {"eta": d["a"]["eta"][d["keep"]], "phi": d["a"]["phi"][d["keep"]], "ev": d["ev"][d["keep"]]}
