@@ -66,16 +66,21 @@ def test_unbuildable_spec_refused(tmp_path):
 
 
 def _rewrite_spec(src: Path, dst: Path, graph_spec: dict) -> Path:
-    """A copy of a model file with another graph spec in its header (weights unchanged, no sidecar)."""
+    """A copy of a model file with another graph spec in its header, written as its author would have
+    (format_version 2 with fresh stored hashes, so loading gets past the integrity check to the spec)."""
     from safetensors import safe_open
-    from safetensors.numpy import save_file
+    from safetensors.torch import save_file
 
-    with safe_open(src, "numpy") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    from coffea_hepfm.model.integrity import integrity_record
+
+    with safe_open(str(src), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         meta = dict(f.metadata())
     hepfm = json.loads(meta["hepfm"])
     hepfm["graph_spec"] = graph_spec
+    hepfm["format_version"] = 2
+    hepfm["integrity"] = integrity_record(hepfm, tensors)
     meta["hepfm"] = json.dumps(hepfm)
-    save_file(tensors, dst, metadata=meta)
+    save_file(tensors, str(dst), metadata=meta)
     shutil.copy(src.with_suffix(".md"), dst.with_suffix(".md"))
     return dst
