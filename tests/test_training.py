@@ -298,7 +298,7 @@ def zprime_dir(tmp_path_factory):
         ["zprime_tt", "ttbar"], n_events=600, seed=21, out_dir=sim, workers=0, chunk_size=600, progress=False
     )
     out = tmp_path_factory.mktemp("train_zprime")
-    build_dataset(sim, out, ["zprime_tt", "ttbar"])
+    build_dataset(sim, out, ["zprime_tt", "ttbar"], spec=_backbone_spec())  # graphs of the backbone's spec
     return out
 
 
@@ -306,12 +306,20 @@ def zprime_dir(tmp_path_factory):
 BACKBONE = "backbone"
 
 
+def _backbone_spec():
+    """The graph spec the shipped backbone was trained with (a model scores graphs of its own spec)."""
+    from coffea_hepfm import models
+    from coffea_hepfm.model.io import read_metadata
+
+    return GraphSpec.from_dict(read_metadata(models.path(BACKBONE))["graph_spec"])
+
+
 def _untrained(pretrained=BACKBONE, seed=0):
     """The model fine-tuning starts from with this seed (finetune seeds torch, then builds it)."""
     from coffea_hepfm.training.finetune import build_finetune_model
 
     torch.manual_seed(seed)
-    return build_finetune_model(pretrained, SPEC).eval()
+    return build_finetune_model(pretrained, _backbone_spec()).eval()
 
 
 # Thresholds: on this 200-event training set and 160-event test split (40 ttbar, 120 Z'), fine-tuning
