@@ -107,6 +107,7 @@ def make_ntuples(
     lumi: float = 59830.0,
     require_mc: bool = True,
     progress: bool = False,
+    lhe_weight: str | None = None,
 ) -> dict:
     """Write training ntuples of ``fileset`` into ``out_dir``; returns per-dataset counts.
 
@@ -122,7 +123,7 @@ def make_ntuples(
         ``"iterative"`` (eager) or ``"dask"``; with ``client`` the dask graph runs on that cluster.
     chunksize
         Entries per chunk (= per parquet file).
-    classes, selection, corrections, lumi, require_mc
+    classes, selection, corrections, lumi, require_mc, lhe_weight
         See :class:`NtupleProcessor`.
 
     Returns
@@ -147,6 +148,7 @@ def make_ntuples(
         lumi=lumi,
         require_mc=require_mc,
         chunksize=chunksize,
+        lhe_weight=lhe_weight,
     )
     fileset = proc.prepare(_normalise(fileset))
     if executor == "iterative":

@@ -10,6 +10,8 @@ Dataset metadata read by the processor (``fileset[name]["metadata"]``)::
     label        class name of every event of the dataset (required; must be one of the task's classes)
     xsec         cross section in pb (required for MC)
     is_mc        default True; False marks collision data
+    lhe_weight   optional "lhe:IDX" or "lhe:alpha=DEG": multiply the weights by one LHEReweightingWeight
+                 entry (see :mod:`coffea_hepfm.processors.lhe_weight`); default: the processor's lhe_weight
     sumw         sum of genWeight over the dataset (filled by ``prepare`` when absent)
     label_index  filled by ``prepare``: index of ``label`` in the class list
     chunks       dask only, filled by ``make_ntuples``: [file, start, stop] of each partition
@@ -26,6 +28,7 @@ import numpy as np
 from coffea import processor
 
 from coffea_hepfm.processors.corrections import Correction, load_correction
+from coffea_hepfm.processors.lhe_weight import LHEWeightError, lhe_factor, parse_lhe_weight, resolve_lhe_index
 from coffea_hepfm.processors.selection import Selection, as_mask, describe, selected_muons
 from coffea_hepfm.processors.weights import (
     Normalisation,
@@ -55,6 +58,7 @@ class ChunkConfig:
 
     label: int
     norm: Normalisation | None  # None: collision data, unit weights
+    lhe_index: int | None = None  # LHEReweightingWeight entry multiplying every weight column
 
 
 def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Correction], cfg: ChunkConfig):
@@ -69,6 +73,9 @@ def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Corre
     graph = build_node_record(sel, spec)
     if cfg.norm is not None:
         weights = event_weights(sel, cfg.norm, corrections, selected_muons(selection, sel))
+        if cfg.lhe_index is not None:
+            factor = lhe_factor(sel, cfg.lhe_index)
+            weights = {k: ak.values_astype(w * factor, np.float32) for k, w in weights.items()}
     else:
         one = ak.values_astype(ak.ones_like(sel.event), np.float32)
         weights = {
@@ -129,6 +136,9 @@ class NtupleProcessor(processor.ProcessorABC):
     chunksize
         Entries per chunk, recorded in the manifest: a rerun with another chunking would write the same
         events under other chunk names, so it is refused.
+    lhe_weight
+        ``"lhe:IDX"`` or ``"lhe:alpha=DEG"`` for every MC dataset without its own ``lhe_weight``
+        metadata (see :mod:`~coffea_hepfm.processors.lhe_weight`); ``None``: no such factor.
 
     Examples
     --------
@@ -147,6 +157,7 @@ class NtupleProcessor(processor.ProcessorABC):
         lumi: float = 59830.0,
         require_mc: bool = True,
         chunksize: int | None = None,
+        lhe_weight: str | None = None,
     ):
         self.spec = spec
         self.out_dir = os.fspath(out_dir)
@@ -156,6 +167,7 @@ class NtupleProcessor(processor.ProcessorABC):
         self.lumi = lumi
         self.require_mc = require_mc
         self.chunksize = chunksize
+        self.lhe_weight = lhe_weight
 
     @property
     def selection_(self) -> Callable:
@@ -219,9 +231,16 @@ class NtupleProcessor(processor.ProcessorABC):
                         f"dataset {name!r}: {err} (no events, or weights summing to 0); give metadata 'sumw' "
                         "when these files are a subset of a larger sample"
                     ) from None
+            spec = parse_lhe_weight(meta.get("lhe_weight", self.lhe_weight))
+            if spec is not None and not is_mc:
+                raise LHEWeightError(f"dataset {name!r} is collision data: it cannot take lhe_weight {spec}")
+            if spec is not None:
+                meta["lhe_index"] = resolve_lhe_index(spec, files, name)
+                meta["lhe_weight"] = meta.get("lhe_weight", self.lhe_weight)
             meta.update(is_mc=is_mc, label_index=classes.index(str(meta["label"])))
             out[name] = {**ds, "metadata": meta}
-            datasets[name] = {k: meta.get(k) for k in ("label", "label_index", "is_mc", "xsec", "sumw")}
+            keys = ("label", "label_index", "is_mc", "xsec", "sumw", "lhe_weight", "lhe_index")
+            datasets[name] = {k: meta.get(k) for k in keys}
         prepare_output(
             self.out_dir,
             {
@@ -247,7 +266,8 @@ class NtupleProcessor(processor.ProcessorABC):
         norm = None
         if metadata.get("is_mc", True):
             norm = Normalisation(float(metadata["xsec"]), float(metadata["sumw"]), self.lumi)
-        return ChunkConfig(int(metadata["label_index"]), norm)
+        lhe_index = metadata.get("lhe_index")
+        return ChunkConfig(int(metadata["label_index"]), norm, None if lhe_index is None else int(lhe_index))
 
     def process(self, events):
         meta = dict(events.metadata)
