@@ -153,12 +153,16 @@ def test_pretrain_reduces_loss_and_contrastive_loss(table):
     idx = np.arange(0, len(table), 3)
     batch, y = make_batch(table, idx, SPEC), torch.from_numpy(table.y[idx])
     losses = []
-    for _ in range(25):
+    # Up to 100 full-batch steps: with graph spec v2 features some initialisations sit near ln(3) (uniform
+    # prediction) for ~40 steps before learning (measured: seed 0 reaches 0.36 x the start by step 100).
+    for _ in range(100):
         opt.zero_grad()
         loss = F.cross_entropy(model(*batch), y)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if losses[-1] < 0.7 * losses[0]:
+            break
     assert losses[-1] < 0.7 * losses[0]
     z = torch.randn(16, 8)
     assert float(nt_xent(z, z + 0.01 * torch.randn(16, 8))) < float(nt_xent(z, torch.randn(16, 8)))
