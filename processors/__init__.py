@@ -37,6 +37,8 @@ _EXPORTS = {
     "event_weights": "weights",
     "sum_genweights": "weights",
     "EmptySelectionWarning": "writer",
+    "IncompleteNtuplesError": "writer",
+    "IncompleteNtuplesWarning": "writer",
     "NtupleConfigMismatch": "writer",
     "read_manifest": "writer",
     "read_ntuples": "writer",

@@ -48,7 +48,7 @@ def _check_policy(policy: dict[str, str]) -> None:
     GraphSpec().replace(**policy)  # raises ValueError naming the field and its allowed values
 
 
-class NonFiniteScore(RuntimeError):
+class NonFiniteScore(HEPFMError, RuntimeError):
     """The network produced a NaN/inf score; never returned silently."""
 
 
