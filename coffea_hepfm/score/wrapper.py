@@ -100,7 +100,10 @@ def check_model_file(path: Path) -> None:
     from coffea_hepfm.model.io import read_metadata
 
     meta = read_metadata(path)
-    spec = GraphSpec.from_dict(meta["graph_spec"])
+    try:
+        spec = GraphSpec.from_dict(meta["graph_spec"])
+    except ValueError as err:  # UnsupportedGraphSpec: name the file
+        raise type(err)(f"{path}: {err}") from err
     cfg = meta["model_config"]
     for key, want in (
         ("n_node", spec.n_node_features),
