@@ -222,6 +222,42 @@ def test_rerun_after_killed_worker(runs, sim_fileset, corrections, tmp_path):
     assert ak.array_equal(by_event_id(read_ntuples(out)), by_event_id(read_ntuples(base / "dask")))
 
 
+def test_launch_finetune_reports_weighted_metrics_for_lhe_weighted_classes(
+    sim_files, tiny_model_file, tmp_path
+):
+    """CP-even and CP-odd from the *same* ttH events, weighted by LHEReweightingWeight (alpha 0 vs 90):
+    the unweighted AUC is 0.5 by construction; the reported one (and the early stopping) is weighted by
+    the ntuples' ``weight``, exactly scikit-learn's ``roc_auc_score(..., sample_weight=...)``."""
+    from sklearn.metrics import roc_auc_score
+
+    from coffea_hepfm.model import load_model
+    from coffea_hepfm.processors import launch_finetune
+    from coffea_hepfm.training.evaluate import signal_scores
+    from coffea_hepfm.training.ntuples import load_ntuple_tables
+
+    files = [str(f) for f in sim_files["tth"]]
+    meta = {"xsec": 0.5, "sumw": 200.0}
+    fileset = {
+        "even": {"files": files, "metadata": {**meta, "label": "CP_even", "lhe_weight": "lhe:alpha=0"}},
+        "odd": {"files": files, "metadata": {**meta, "label": "CP_odd", "lhe_weight": "lhe:alpha=90"}},
+    }
+    nt = tmp_path / "nt"
+    make_ntuples(fileset, nt, classes=["CP_odd", "CP_even"], chunksize=1000)
+    out = tmp_path / "cp.safetensors"
+    m = launch_finetune(nt, tiny_model_file, out, signal="CP_odd", max_epochs=2, seed=0, device="cpu")[
+        "metrics"
+    ]
+    assert m["unweighted"]["auc"] == 0.5 and m["unweighted"]["val_auc"] == 0.5  # same events, same scores
+    tables, _, _, _ = load_ntuple_tables(nt, signal="CP_odd")
+    saved = load_model(out)
+    for split, key in (("test", "auc"), ("val", "val_auc")):
+        t = tables[split]
+        want = roc_auc_score(t.y == 0, signal_scores(saved.module, t, saved.spec), sample_weight=t.weight)
+        assert m[key] == pytest.approx(want, abs=1e-6), split
+        assert abs(want - 0.5) > 1e-4, split  # the weights carry the CP information
+    assert m["n_signal"] == m["n_background"]  # each event once per class
+
+
 # --- bad input: clear error, nothing written ------------------------------------------------------------
 def test_data_file_refused(shared_nanoaod, tmp_path):
     fs = {
@@ -362,8 +398,10 @@ def test_launch_finetune_on_dask_worker(runs, tiny_model_file, sim_files, tmp_pa
     saved = load_model(out)
     for split, key in (("test", "auc"), ("val", "val_auc")):
         t = b[split]
-        auc = roc_auc_score(t.y == 0, signal_scores(saved.module, t, saved.spec))
-        assert m[key] == pytest.approx(auc, abs=1e-6), split
+        scores = signal_scores(saved.module, t, saved.spec)
+        assert m[key] == pytest.approx(roc_auc_score(t.y == 0, scores, sample_weight=t.weight), abs=1e-6)
+        assert m["unweighted"][key] == pytest.approx(roc_auc_score(t.y == 0, scores), abs=1e-6), split
+    assert m["weighted_by"].startswith("weight,")
     test_y = b["test"].y
     assert (m["n_signal"], m["n_background"]) == (int((test_y == 0).sum()), int((test_y == 1).sum()))
     # class-balanced loss weights: both classes carry the same total weight
