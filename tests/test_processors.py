@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import correctionlib
@@ -257,6 +258,46 @@ def test_launch_finetune_reports_weighted_metrics_for_lhe_weighted_classes(
         assert m[key] == pytest.approx(want, abs=1e-6), split
         assert abs(want - 0.5) > 1e-4, split  # the weights carry the CP information
     assert m["n_signal"] == m["n_background"]  # each event once per class
+
+
+def test_rerun_leaves_the_temp_file_of_a_live_writer(runs, sim_fileset, corrections, tmp_path):
+    """Two runs into one folder: the rerun's cleanup removes only temp files whose writer died (their lock
+    is free); a temp file locked by a live writer (another process) stays, and goes once that one dies."""
+    import subprocess
+    import sys
+
+    from coffea_hepfm.processors.writer import remove_stale_temps
+
+    base, _ = runs
+    out = tmp_path / "shared"
+    shutil.copytree(base / "dask", out)
+    lost = ntuple_files(out)[1]
+    lost.unlink()
+    writer = (
+        "import sys\nfrom coffea_hepfm.atomic import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as (tmp, f):\n    print(tmp, flush=True)\n    sys.stdin.read()\n"
+    )
+    live = subprocess.Popen(
+        [sys.executable, "-c", writer, str(lost)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        live_tmp = Path(live.stdout.readline().strip())
+        assert live_tmp.exists() and live_tmp.name.startswith(f".{lost.name}.tmp-")
+        stale = lost.with_name(f".{lost.name}.tmp-deadbeef")
+        stale.write_bytes(b"PAR1 half a parquet file")  # its writer died: nobody holds its lock
+        counts = make_ntuples(
+            sim_fileset, out, chunksize=70, corrections=corrections, classes=["background", "signal"]
+        )
+        assert sum(c["chunks_written"] for c in counts.values()) == 1 and lost.exists()
+        assert not stale.exists() and live_tmp.exists()  # the live writer's temp file was left alone
+    finally:
+        live.kill()  # SIGKILL: no cleanup of its own; the kernel drops its lock
+        live.wait()
+    assert remove_stale_temps(out) == [live_tmp] and not live_tmp.exists()
+    # atomic outputs get a plain file's permissions (0666 less the umask), not mkstemp's 0600
+    (tmp_path / "plain").write_text("x")
+    assert lost.stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert (out / "ntuple.json").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
 # --- bad input: clear error, nothing written ------------------------------------------------------------
