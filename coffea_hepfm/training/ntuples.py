@@ -316,8 +316,8 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
         plot_scores(is_signal, scores, names, out.with_name(out.stem + "_scores.png"), title, test_weight),
     ]
     summary = {"model": os.fspath(out), "plots": [os.fspath(p) for p in plots], **info}
-    metrics_path = out.with_name(out.stem + "_metrics.json")
-    tmp = metrics_path.with_name("." + metrics_path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    os.replace(tmp, metrics_path)
+    from coffea_hepfm.atomic import atomic_output
+
+    with atomic_output(out.with_name(out.stem + "_metrics.json")) as (_, f):
+        f.write((json.dumps(summary, indent=2, default=float) + "\n").encode())
     return summary
