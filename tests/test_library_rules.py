@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("coffea_hepfm", "processors", "examples")
@@ -90,3 +94,45 @@ def test_graph_info_reports_package_warnings_through_the_cli_summary(shared_nano
     assert f"warning: MissingCollectionWarning in {path}: Photon_pt not found" in res.output
     bad = CliRunner().invoke(app, ["graph-info", str(path), "--era", "2099"])
     assert bad.exit_code == 2 and "GraphSpec.era must be 'auto' or one of" in bad.output
+
+
+HEAVY = ("torch", "coffea", "pythia8mc", "dask", "dask_awkward", "awkward", "uproot", "sklearn", "matplotlib")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import coffea_hepfm.cli",
+        "import coffea_hepfm, coffea_hepfm.graph, coffea_hepfm.model, coffea_hepfm.simulation, coffea_hepfm.score",
+        # what `coffea-hepfm --help` runs (through the reporting group)
+        "import sys; from coffea_hepfm.cli import app; sys.argv = ['coffea-hepfm', '--help']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass",
+    ],
+    ids=["import-cli", "import-stage-packages", "help"],
+)
+def test_cli_start_is_light(code):
+    """Every ``coffea-hepfm`` launch imports ``coffea_hepfm.cli`` and the stage packages through their
+    ``cli.py``: none of torch, coffea, pythia8mc (nor dask, awkward, uproot, ...) may load there; the stage
+    ``__init__`` files load their names on first use (``coffea_hepfm.lazy``)."""
+    probe = f"{code}\nimport sys\nprint('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "LOADED []", out[-500:]
+
+
+def test_lazy_stage_packages_keep_their_public_names():
+    """``from coffea_hepfm.graph import GraphSpec`` and every other documented name still import."""
+    import importlib
+
+    for pkg in ("graph", "model", "nanoaod", "simulation", "score"):
+        module = importlib.import_module(f"coffea_hepfm.{pkg}")
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (pkg, name)
+        if pkg != "score":  # score's __init__ is the speed branch's (no __dir__)
+            assert set(module.__all__) <= set(dir(module)), pkg
+    from coffea_hepfm.graph import GraphSpec, resolve
+    from coffea_hepfm.graph.record import resolve_any
+    from coffea_hepfm.graph.spec import GraphSpec as Defined
+
+    assert resolve is resolve_any and GraphSpec is Defined
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        importlib.import_module("coffea_hepfm.graph").nope  # noqa: B018
