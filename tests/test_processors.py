@@ -203,6 +203,23 @@ def test_ntuples_identical_across_executors(runs, sim_fileset):
     assert all(np.array_equal(masks[0], m) for m in masks[1:]) and 0.1 < masks[0].mean() < 0.4
 
 
+def test_second_run_in_one_process_uses_its_own_metadata(shared_nanoaod, tmp_path):
+    """Two runs in one process, same dataset name and file, other label and cross section: the second
+    must not inherit the first's metadata. (coffea's Runner keeps a process-wide metadata cache keyed by
+    dataset, file and tree; taking it made the eager ntuples of test_ntuples_identical_across_executors
+    carry the label and weights of an earlier test's run over the same simulated file.)"""
+    path = str(shared_nanoaod / "nano_dy.root")
+    runs = {"first": ("a", 1.0), "second": ("b", 2.0)}
+    weights = {}
+    for name, (label, xsec) in runs.items():
+        fs = {"dy": {"files": [path], "metadata": {"label": label, "xsec": xsec}}}
+        make_ntuples(fs, tmp_path / name, classes=["a", "b"], chunksize=1000)  # coffea Runner (iterative)
+        arr = read_ntuples(tmp_path / name)
+        assert set(arr.label.to_numpy().tolist()) == {["a", "b"].index(label)}, name
+        weights[name] = arr.weight.to_numpy()
+    np.testing.assert_allclose(weights["second"], 2.0 * weights["first"], rtol=1e-6)
+
+
 def test_rerun_after_killed_worker(runs, sim_fileset, corrections, tmp_path):
     base, _ = runs
     out = tmp_path / "killed"
