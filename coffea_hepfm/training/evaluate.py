@@ -174,12 +174,16 @@ def plot_scores(
     import mplhep
 
     plt.style.use(mplhep.style.CMS)
-    h = hist.Hist(
-        hist.axis.StrCategory(list(class_names), name="cls"), hist.axis.Regular(40, 0, 1, name="score")
-    )
-    w = np.ones(len(score)) if weight is None else np.asarray(weight, dtype=np.float64)
-    h.fill(cls=class_names[0], score=score[is_signal], weight=w[is_signal])
-    h.fill(cls=class_names[1], score=score[~is_signal], weight=w[~is_signal])
+    axes = (hist.axis.StrCategory(list(class_names), name="cls"), hist.axis.Regular(40, 0, 1, name="score"))
+    if weight is None:
+        h = hist.Hist(*axes)
+        h.fill(cls=class_names[0], score=score[is_signal])
+        h.fill(cls=class_names[1], score=score[~is_signal])
+    else:  # Weight storage keeps the sum of squared weights: mplhep draws the right error bars
+        w = np.asarray(weight, dtype=np.float64)
+        h = hist.Hist(*axes, storage=hist.storage.Weight())
+        h.fill(cls=class_names[0], score=score[is_signal], weight=w[is_signal])
+        h.fill(cls=class_names[1], score=score[~is_signal], weight=w[~is_signal])
     fig, ax = plt.subplots(figsize=(7, 6))
     colors = role_colors(class_names, signal=class_names[0])
     for name in class_names:
