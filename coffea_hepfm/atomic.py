@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -84,6 +84,19 @@ def remove_stale(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return removed
 
 
+def _create(path: Path) -> tuple[int, str, str]:
+    """Create ``.<name>.new-<random>`` next to ``path`` exclusively, with the permissions of a plain
+    ``open()`` (0666 less the umask; ``tempfile.mkstemp`` would give 0600, unreadable to the group)."""
+    for _ in range(100):
+        suffix = secrets.token_hex(4)
+        new = os.fspath(path.with_name(f".{path.name}.new-{suffix}"))
+        try:
+            return os.open(new, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), new, suffix
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {path}")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO]]:
     """Yield ``(temp path, open binary file)``; rename to ``path`` on success, delete on any error.
@@ -93,9 +106,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO]]:
     as they do not replace it by another file of the same name.
     """
     path = Path(path)
-    fd, new = tempfile.mkstemp(prefix=f".{path.name}.new-", dir=path.parent)
+    fd, new, suffix = _create(path)
     f = os.fdopen(fd, "w+b")
-    tmp = path.with_name(f".{path.name}.tmp-{Path(new).name.rsplit('-', 1)[1]}")
+    tmp = path.with_name(f".{path.name}.tmp-{suffix}")
     try:
         _lock(f.fileno())
         os.replace(new, tmp)  # named as a temp file only now that it is locked

@@ -42,7 +42,11 @@ def run_eager(fileset: dict, model: str, chunk_size: int) -> dict:
     from coffea.nanoevents import NanoAODSchema
 
     runner = processor.Runner(
-        executor=processor.IterativeExecutor(), schema=NanoAODSchema, chunksize=chunk_size, savemetrics=False
+        executor=processor.IterativeExecutor(),
+        schema=NanoAODSchema,
+        chunksize=chunk_size,
+        savemetrics=False,
+        metadata_cache={},  # coffea's default cache is process-wide: stale file and dataset metadata on reruns
     )
     eager_fileset = {name: {"files": list(d["files"]), "treename": "Events"} for name, d in fileset.items()}
     return runner(eager_fileset, ScoreHistProcessor(model), treename="Events")

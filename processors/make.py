@@ -174,7 +174,12 @@ def make_ntuples(
         from coffea.nanoevents import NanoAODSchema
         from coffea.processor import IterativeExecutor, Runner
 
-        runner = Runner(IterativeExecutor(status=progress), schema=NanoAODSchema, chunksize=chunksize)
+        # A fresh metadata cache: coffea's default is process-wide and keyed by (dataset, file, tree) only,
+        # so a second run in one process with the same names would take the *first* run's dataset
+        # metadata (label_index, xsec, sumw, lhe_index) from it: wrong labels and weights without a word.
+        runner = Runner(
+            IterativeExecutor(status=progress), schema=NanoAODSchema, chunksize=chunksize, metadata_cache={}
+        )
         with warnings.catch_warnings():
             _quiet_schema_warnings()
             try:

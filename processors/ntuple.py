@@ -171,7 +171,11 @@ class NtupleProcessor(processor.ProcessorABC):
     --------
     >>> proc = NtupleProcessor(GraphSpec(), "ntuples", corrections=default_corrections(cdir))  # doctest: +SKIP
     >>> fileset = proc.prepare(fileset)         # validate, fill sumw, write ntuple.json  # doctest: +SKIP
-    >>> Runner(IterativeExecutor(), schema=NanoAODSchema)(fileset, proc)  # doctest: +SKIP
+    >>> Runner(IterativeExecutor(), schema=NanoAODSchema, metadata_cache={})(fileset, proc)  # doctest: +SKIP
+
+    Give coffea's ``Runner`` its own ``metadata_cache`` (as :func:`~coffea_hepfm.processors.make_ntuples`
+    does): its default cache is process-wide, keyed by dataset, file and tree, and would hand a rerun with
+    changed dataset metadata (label, cross section) the metadata of the first run.
     """
 
     def __init__(

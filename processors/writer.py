@@ -6,9 +6,11 @@ Layout::
     OUT/<dataset>/<file stem>-<path hash>_<start>-<stop>.parquet
 
 A chunk's name is a function of (dataset, input file, entry range) only, so a rerun finds the chunks that
-are already complete and writes only the missing ones. A chunk is written to ``.<name>.tmp-<random>`` and
-renamed when complete: readers ignore dot-files, so an interrupted run never leaves a half-file that a
-later step would read. :func:`remove_stale_temps` deletes the leftovers of a killed run.
+are already complete and writes only the missing ones. A chunk (and the manifest) is written with
+:func:`coffea_hepfm.atomic.atomic_output`: as ``.<name>.tmp-<random>``, locked by its writer, renamed when
+complete. Readers ignore dot-files, so an interrupted run never leaves a half-file that a later step would
+read. :func:`remove_stale_temps` deletes the leftovers of a killed run and leaves the temp files of runs
+still writing into the same folder.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import json
 import math
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 
 import awkward as ak
 
+from coffea_hepfm.atomic import atomic_output, remove_stale, temp_files
 from coffea_hepfm.errors import HEPFMError, HEPFMWarning
 
 MANIFEST = "ntuple.json"
@@ -112,17 +114,13 @@ def write_chunk(record: ak.Array, path: str | os.PathLike) -> int:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     if len(record) == 0:
         warnings.warn(
             f"no event passed the selection in {path.name}: writing an empty ntuple", EmptySelectionWarning, 2
         )
-    try:
+    with atomic_output(path) as (tmp, _):
+        # awkward writes to a path only; it rewrites the locked temp file in place (same inode, lock kept)
         ak.to_parquet(record, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return len(record)
 
 
@@ -136,14 +134,13 @@ def ntuple_files(out_dir: str | os.PathLike, datasets: list[str] | None = None) 
 
 
 def remove_stale_temps(out_dir: str | os.PathLike) -> list[Path]:
-    """Delete temp files left by an interrupted run; returns what was removed.
+    """Delete the temp files (chunks and manifest) that killed runs left in ``out_dir``; returns them.
 
-    Only call this when no other job writes into ``out_dir``.
+    Safe while other runs write into ``out_dir``: their temp files are locked and stay
+    (:func:`coffea_hepfm.atomic.remove_stale`).
     """
-    stale = sorted(Path(out_dir).glob("*/.*.parquet.tmp-*"))
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    out = Path(out_dir)
+    return remove_stale([*temp_files(out / MANIFEST), *sorted(out.glob("*/.*.parquet.tmp*"))])
 
 
 def read_manifest(out_dir: str | os.PathLike) -> dict:
@@ -161,9 +158,8 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as (_, f):
+        f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def prepare_output(out_dir: str | os.PathLike, manifest: dict) -> dict:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import correctionlib
@@ -202,6 +203,23 @@ def test_ntuples_identical_across_executors(runs, sim_fileset):
     assert all(np.array_equal(masks[0], m) for m in masks[1:]) and 0.1 < masks[0].mean() < 0.4
 
 
+def test_second_run_in_one_process_uses_its_own_metadata(shared_nanoaod, tmp_path):
+    """Two runs in one process, same dataset name and file, other label and cross section: the second
+    must not inherit the first's metadata. (coffea's Runner keeps a process-wide metadata cache keyed by
+    dataset, file and tree; taking it made the eager ntuples of test_ntuples_identical_across_executors
+    carry the label and weights of an earlier test's run over the same simulated file.)"""
+    path = str(shared_nanoaod / "nano_dy.root")
+    runs = {"first": ("a", 1.0), "second": ("b", 2.0)}
+    weights = {}
+    for name, (label, xsec) in runs.items():
+        fs = {"dy": {"files": [path], "metadata": {"label": label, "xsec": xsec}}}
+        make_ntuples(fs, tmp_path / name, classes=["a", "b"], chunksize=1000)  # coffea Runner (iterative)
+        arr = read_ntuples(tmp_path / name)
+        assert set(arr.label.to_numpy().tolist()) == {["a", "b"].index(label)}, name
+        weights[name] = arr.weight.to_numpy()
+    np.testing.assert_allclose(weights["second"], 2.0 * weights["first"], rtol=1e-6)
+
+
 def test_rerun_after_killed_worker(runs, sim_fileset, corrections, tmp_path):
     base, _ = runs
     out = tmp_path / "killed"
@@ -220,6 +238,83 @@ def test_rerun_after_killed_worker(runs, sim_fileset, corrections, tmp_path):
     assert not stale.exists() and lost.exists()
     assert {f: f.stat().st_mtime_ns for f in before} == before  # complete chunks were not rewritten
     assert ak.array_equal(by_event_id(read_ntuples(out)), by_event_id(read_ntuples(base / "dask")))
+
+
+def test_launch_finetune_reports_weighted_metrics_for_lhe_weighted_classes(
+    sim_files, tiny_model_file, tmp_path
+):
+    """CP-even and CP-odd from the *same* ttH events, weighted by LHEReweightingWeight (alpha 0 vs 90):
+    the unweighted AUC is 0.5 by construction; the reported one (and the early stopping) is weighted by
+    the ntuples' ``weight``, exactly scikit-learn's ``roc_auc_score(..., sample_weight=...)``."""
+    from sklearn.metrics import roc_auc_score
+
+    from coffea_hepfm.model import load_model
+    from coffea_hepfm.processors import launch_finetune
+    from coffea_hepfm.training.evaluate import signal_scores
+    from coffea_hepfm.training.ntuples import load_ntuple_tables
+
+    files = [str(f) for f in sim_files["tth"]]
+    meta = {"xsec": 0.5, "sumw": 200.0}
+    fileset = {
+        "even": {"files": files, "metadata": {**meta, "label": "CP_even", "lhe_weight": "lhe:alpha=0"}},
+        "odd": {"files": files, "metadata": {**meta, "label": "CP_odd", "lhe_weight": "lhe:alpha=90"}},
+    }
+    nt = tmp_path / "nt"
+    make_ntuples(fileset, nt, classes=["CP_odd", "CP_even"], chunksize=1000)
+    out = tmp_path / "cp.safetensors"
+    m = launch_finetune(nt, tiny_model_file, out, signal="CP_odd", max_epochs=2, seed=0, device="cpu")[
+        "metrics"
+    ]
+    for key in ("auc", "val_auc"):  # same events in both classes, so the same scores
+        assert m["unweighted"][key] == pytest.approx(0.5, abs=1e-12)
+    tables, _, _, _ = load_ntuple_tables(nt, signal="CP_odd")
+    saved = load_model(out)
+    for split, key in (("test", "auc"), ("val", "val_auc")):
+        t = tables[split]
+        want = roc_auc_score(t.y == 0, signal_scores(saved.module, t, saved.spec), sample_weight=t.weight)
+        assert m[key] == pytest.approx(want, abs=1e-6), split
+        assert abs(want - 0.5) > 1e-4, split  # the weights carry the CP information
+    assert m["n_signal"] == m["n_background"]  # each event once per class
+
+
+def test_rerun_leaves_the_temp_file_of_a_live_writer(runs, sim_fileset, corrections, tmp_path):
+    """Two runs into one folder: the rerun's cleanup removes only temp files whose writer died (their lock
+    is free); a temp file locked by a live writer (another process) stays, and goes once that one dies."""
+    import subprocess
+    import sys
+
+    from coffea_hepfm.processors.writer import remove_stale_temps
+
+    base, _ = runs
+    out = tmp_path / "shared"
+    shutil.copytree(base / "dask", out)
+    lost = ntuple_files(out)[1]
+    lost.unlink()
+    writer = (
+        "import sys\nfrom coffea_hepfm.atomic import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as (tmp, f):\n    print(tmp, flush=True)\n    sys.stdin.read()\n"
+    )
+    live = subprocess.Popen(
+        [sys.executable, "-c", writer, str(lost)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        live_tmp = Path(live.stdout.readline().strip())
+        assert live_tmp.exists() and live_tmp.name.startswith(f".{lost.name}.tmp-")
+        stale = lost.with_name(f".{lost.name}.tmp-deadbeef")
+        stale.write_bytes(b"PAR1 half a parquet file")  # its writer died: nobody holds its lock
+        counts = make_ntuples(
+            sim_fileset, out, chunksize=70, corrections=corrections, classes=["background", "signal"]
+        )
+        assert sum(c["chunks_written"] for c in counts.values()) == 1 and lost.exists()
+        assert not stale.exists() and live_tmp.exists()  # the live writer's temp file was left alone
+    finally:
+        live.kill()  # SIGKILL: no cleanup of its own; the kernel drops its lock
+        live.wait()
+    assert remove_stale_temps(out) == [live_tmp] and not live_tmp.exists()
+    # atomic outputs get a plain file's permissions (0666 less the umask), not mkstemp's 0600
+    (tmp_path / "plain").write_text("x")
+    assert lost.stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert (out / "ntuple.json").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
 # --- bad input: clear error, nothing written ------------------------------------------------------------
@@ -362,8 +457,10 @@ def test_launch_finetune_on_dask_worker(runs, tiny_model_file, sim_files, tmp_pa
     saved = load_model(out)
     for split, key in (("test", "auc"), ("val", "val_auc")):
         t = b[split]
-        auc = roc_auc_score(t.y == 0, signal_scores(saved.module, t, saved.spec))
-        assert m[key] == pytest.approx(auc, abs=1e-6), split
+        scores = signal_scores(saved.module, t, saved.spec)
+        assert m[key] == pytest.approx(roc_auc_score(t.y == 0, scores, sample_weight=t.weight), abs=1e-6)
+        assert m["unweighted"][key] == pytest.approx(roc_auc_score(t.y == 0, scores), abs=1e-6), split
+    assert m["weighted_by"].startswith("weight,")
     test_y = b["test"].y
     assert (m["n_signal"], m["n_background"]) == (int((test_y == 0).sum()), int((test_y == 1).sum()))
     # class-balanced loss weights: both classes carry the same total weight

@@ -475,6 +475,28 @@ def test_metrics_match_sklearn():
         binary_metrics(np.ones(5, bool), np.linspace(0, 1, 5))
 
 
+def test_weighted_metrics_count_events_by_their_weight():
+    """Integer weights are repeated events: the weighted metrics equal the unweighted ones of the repeated
+    sample (independent of scikit-learn's weighting) and scikit-learn's ``sample_weight`` AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    from coffea_hepfm.training.evaluate import binary_metrics
+
+    rng = np.random.default_rng(4)
+    y = rng.random(300) < 0.5
+    s = np.clip(0.5 + 0.2 * (y - 0.5) + 0.25 * rng.standard_normal(300), 0, 1)
+    w = rng.integers(1, 5, 300).astype(float)
+    weighted = binary_metrics(y, s, sample_weight=w)
+    repeated = binary_metrics(np.repeat(y, w.astype(int)), np.repeat(s, w.astype(int)))
+    for key in ("auc", "accuracy", "rejection_at_30", "rejection_at_50"):
+        assert weighted[key] == pytest.approx(repeated[key], rel=1e-12), key
+    assert weighted["auc"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), rel=1e-12)
+    assert weighted["auc"] != pytest.approx(binary_metrics(y, s)["auc"], abs=1e-3)  # weights matter here
+    assert weighted["sum_weight_signal"] == w[y].sum()
+    with pytest.raises(ValueError, match="background weights sum to"):
+        binary_metrics(y, s, sample_weight=np.where(y, 1.0, 0.0))
+
+
 def test_linear_cka():
     from coffea_hepfm.training.cka import linear_cka
 

@@ -121,6 +121,62 @@ def test_score_takes_the_graph_policy_fields(tiny_model_file, shared_nanoaod):
         HEPFMScore(tiny_model_file, missing="ignore")
 
 
+def test_score_takes_the_era_policy_field(tiny_model_file, shared_nanoaod, tmp_path):
+    """``era=`` picks the b-tag working points (PNet medium 0.245 in 2022, 0.2605 in 2022EE): the scores
+    change in exactly the events whose graph changes, eager and dask alike (one graph, no key clash)."""
+    import dask
+
+    from coffea_hepfm import HEPFMScore
+    from coffea_hepfm.graph import GraphSpec, MissingCollectionWarning, build_node_record, resolve
+    from coffea_hepfm.nanoaod import open_events
+
+    path = shared_nanoaod / "nano_tt_v12.root"  # simulation: "auto" takes PNet's reference era, 2022
+    events = open_events(path)
+
+    def photon():  # slimmed v12 has no Photon: the documented warning, asserted
+        return pytest.warns(MissingCollectionWarning, match="Photon_pt")
+
+    eras = ("2022", "2022EE")
+    scorers = {e: HEPFMScore(tiny_model_file, device="cpu", era=e) for e in eras}
+    assert "era='2022EE'" in repr(scorers["2022EE"])
+    with photon():
+        scores = {e: ak.to_numpy(scorers[e](events)["ttH"]) for e in eras}
+        records = {e: build_node_record(events, GraphSpec(era=e)) for e in eras}
+    n_medium = {e: int(ak.sum(records[e].nodes[:, :, 8])) for e in eras}  # btag_medium column
+    assert n_medium == {"2022": 388, "2022EE": 382}  # measured on this file; differ where the WPs do
+    changed = ak.to_numpy(
+        ak.any(ak.flatten(records["2022"].nodes != records["2022EE"].nodes, axis=2), axis=1)
+    )
+    assert 0 < changed.sum() < len(events)
+    np.testing.assert_array_equal(scores["2022"] != scores["2022EE"], changed)
+    assert resolve(GraphSpec(era="2022EE"), events).describe()["era"] == "GraphSpec(era='2022EE')"
+
+    lazy = open_events(path, mode="dask")
+    with photon():
+        graphs = [scorers[e](lazy)["ttH"] for e in eras]
+    computed = dask.compute(*graphs, scheduler="sync")
+    for e, got in zip(eras, computed, strict=True):
+        np.testing.assert_allclose(ak.to_numpy(got), scores[e], rtol=1e-6)
+
+    with pytest.raises(ValueError, match="GraphSpec.era must be 'auto' or one of"):
+        HEPFMScore(tiny_model_file, era="2099")
+    with pytest.raises(ValueError, match=r"era='2022'.*graph spec v1.*leave era unset"):
+        HEPFMScore(_tiny_v1_model(tmp_path), era="2022")  # v1 reads raw b-tag scores: no working points
+
+
+def _tiny_v1_model(tmp_path):
+    from coffea_hepfm.graph import GraphSpec
+    from coffea_hepfm.model import ClassifierHead, HEPFMClassifier, HEPFMNet, save_model
+
+    spec = GraphSpec(version=1)
+    net = HEPFMNet(
+        spec.n_node_features, spec.n_edge_features, spec.n_global_features, hidden=8, n_proc_steps=1
+    )
+    clf = HEPFMClassifier(net, ClassifierHead(2, in_channels=8, width=8))
+    meta = {"class_names": ["a", "b"], "task": "test", "description": "tiny untrained v1 test model"}
+    return save_model(tmp_path / "v1.safetensors", clf, spec.to_dict(), meta)
+
+
 # -- input formats ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "converted, original",

@@ -10,33 +10,40 @@ Two representations of the same graphs:
 The features are defined by :class:`GraphSpec` (see ``docs/design.md``, section graph).
 """
 
-from coffea_hepfm.graph.batch import GraphBatch, build_graphs, iter_graph_batches, record_arrays
-from coffea_hepfm.graph.columns import Plan
-from coffea_hepfm.graph.edges import edge_attr, edge_index
-from coffea_hepfm.graph.errors import (
-    EraWarning,
-    GraphError,
-    GraphSpecMismatch,
-    MissingBranchError,
-    MissingCollectionWarning,
-    NonFiniteInput,
-    NonFiniteWarning,
-    NoValidTagger,
-    TaggerFallbackWarning,
-    UnsupportedGraphSpec,
-)
-from coffea_hepfm.graph.nodes import FlatNodes
-from coffea_hepfm.graph.record import build_flat, build_node_record
-from coffea_hepfm.graph.record import resolve_any as resolve
-from coffea_hepfm.graph.sources import PlanV2
-from coffea_hepfm.graph.spec import (
-    EDGE_FEATURES,
-    GLOBAL_FEATURES,
-    NODE_FEATURES,
-    NODE_FEATURES_V1,
-    NODE_FEATURES_V2,
-    GraphSpec,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from coffea_hepfm.lazy import attach
+
+if TYPE_CHECKING:
+    from coffea_hepfm.graph.batch import GraphBatch, build_graphs, iter_graph_batches, record_arrays
+    from coffea_hepfm.graph.columns import Plan
+    from coffea_hepfm.graph.edges import edge_attr, edge_index
+    from coffea_hepfm.graph.errors import (
+        EraWarning,
+        GraphError,
+        GraphSpecMismatch,
+        MissingBranchError,
+        MissingCollectionWarning,
+        NonFiniteInput,
+        NonFiniteWarning,
+        NoValidTagger,
+        TaggerFallbackWarning,
+        UnsupportedGraphSpec,
+    )
+    from coffea_hepfm.graph.nodes import FlatNodes
+    from coffea_hepfm.graph.record import build_flat, build_node_record
+    from coffea_hepfm.graph.record import resolve_any as resolve
+    from coffea_hepfm.graph.sources import PlanV2
+    from coffea_hepfm.graph.spec import (
+        EDGE_FEATURES,
+        GLOBAL_FEATURES,
+        NODE_FEATURES,
+        NODE_FEATURES_V1,
+        NODE_FEATURES_V2,
+        GraphSpec,
+    )
 
 __all__ = [
     "EDGE_FEATURES",
@@ -68,3 +75,37 @@ __all__ = [
     "record_arrays",
     "resolve",
 ]
+
+# Names load their submodule on first use (coffea_hepfm.lazy): `coffea-hepfm --help` imports this
+# package through its cli.py and must not pay for numpy/awkward/torch/coffea/pythia8mc.
+_EXPORTS = {
+    "GraphBatch": "batch",
+    "build_graphs": "batch",
+    "iter_graph_batches": "batch",
+    "record_arrays": "batch",
+    "Plan": "columns",
+    "edge_attr": "edges",
+    "edge_index": "edges",
+    "EraWarning": "errors",
+    "GraphError": "errors",
+    "GraphSpecMismatch": "errors",
+    "MissingBranchError": "errors",
+    "MissingCollectionWarning": "errors",
+    "NonFiniteInput": "errors",
+    "NonFiniteWarning": "errors",
+    "NoValidTagger": "errors",
+    "TaggerFallbackWarning": "errors",
+    "UnsupportedGraphSpec": "errors",
+    "FlatNodes": "nodes",
+    "build_flat": "record",
+    "build_node_record": "record",
+    "resolve": "record:resolve_any",
+    "PlanV2": "sources",
+    "EDGE_FEATURES": "spec",
+    "GLOBAL_FEATURES": "spec",
+    "NODE_FEATURES": "spec",
+    "NODE_FEATURES_V1": "spec",
+    "NODE_FEATURES_V2": "spec",
+    "GraphSpec": "spec",
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)

@@ -90,7 +90,7 @@ def event_eras(
         warnings.warn(
             f"{int(unknown.sum())} event(s){where} have run numbers outside every known era (runs "
             f"{bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; known: {ranges}): their b-tag working "
-            "points are the tagger's reference era; pass GraphSpec(era=...) to choose",
+            "points are the tagger's reference era; pass era=... (HEPFMScore or GraphSpec) to choose",
             EraWarning,
             stacklevel=5,
         )
@@ -143,7 +143,7 @@ def choose_tagger(
     detail = "; ".join(f"Jet_{b}: {why}" for b, why in skipped.items())
     raise NoValidTagger(
         f"no usable b-tag branch{where}: {detail}. Add a valid tagger to GraphSpec.taggers (known: "
-        "coffea_hepfm.cms.btag.TAGGERS), or pass GraphSpec(era=...) if the era is wrong"
+        "coffea_hepfm.cms.btag.TAGGERS), or pass era=... (HEPFMScore or GraphSpec) if the era is wrong"
     )
 
 

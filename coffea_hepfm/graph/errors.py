@@ -71,4 +71,4 @@ class TaggerFallbackWarning(HEPFMWarning):
 
 class EraWarning(HEPFMWarning):
     """Collision-data run numbers outside every known era: the b-tag working points of the tagger's
-    reference era are used; pass ``GraphSpec(era=...)`` to choose."""
+    reference era are used; pass ``era=...`` (``HEPFMScore`` or ``GraphSpec``) to choose."""

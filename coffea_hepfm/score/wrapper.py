@@ -41,11 +41,16 @@ __all__ = [
 _DEVICES = ("auto", "cpu", "cuda")
 
 
-def _check_policy(policy: dict[str, str]) -> None:
-    """Validate graph-spec policy values with the graph stage's own rules (one source of truth)."""
-    from coffea_hepfm.graph import GraphSpec
-
-    GraphSpec().replace(**policy)  # raises ValueError naming the field and its allowed values
+def _check_policy(policy: dict[str, str], spec, model: str) -> None:
+    """Validate graph-spec policy values against the model's own spec, with the graph stage's rules (one
+    source of truth): a bad value raises ``ValueError`` naming the field and its allowed values."""
+    if "era" in policy and spec.version < 2:
+        raise ValueError(
+            f"era={policy['era']!r}: the era chooses the b-tag working points of graph spec v2, but model "
+            f"{model!r} uses graph spec v{spec.version} (raw b-tag scores, no working points); leave era "
+            "unset for this model, or use a model trained with graph spec v2"
+        )
+    spec.replace(**policy)
 
 
 class NonFiniteScore(HEPFMError, RuntimeError):
@@ -89,8 +94,9 @@ def resolve_model(model: str | os.PathLike) -> Path:
     return models.path(text)
 
 
-def check_model_file(path: Path) -> None:
-    """Refuse a model file whose graph spec this code cannot build, from its header only (no weights).
+def check_model_file(path: Path):
+    """Refuse a model file whose graph spec this code cannot build, from its header only (no weights);
+    returns its :class:`~coffea_hepfm.graph.GraphSpec`.
 
     Raises ``ModelFileError`` (not a coffea-hepfm model), ``ValueError`` (unsupported graph spec
     version) or :class:`~coffea_hepfm.graph.GraphSpecMismatch` (network input sizes differ from the
@@ -116,6 +122,7 @@ def check_model_file(path: Path) -> None:
                 f"{spec.name} v{spec.version} gives {want}; refusing to score with it",
                 {key: (want, cfg.get(key))},
             )
+    return spec
 
 
 class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
@@ -136,15 +143,20 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
     backend
         ``"local"`` (torch in this process) or ``"triton+grpc://host:port/name[/version]"`` /
         ``"triton+http://..."`` (delegates to :mod:`coffea_hepfm.triton.client`).
-    missing, nonfinite
-        The graph spec's *policy* fields (they choose what happens on bad input, never the features):
-        ``None`` keeps the model's spec. ``missing``: a whole collection absent from the file (e.g.
+    missing, nonfinite, era
+        The graph spec's *policy* fields (they choose what happens on bad input, or how the input is
+        read, never which features exist): ``None`` keeps the model's spec. ``missing``: a whole collection absent from the file (e.g.
         ``Photon`` in slimmed NanoAOD v12) is ``"empty"`` (no nodes of that type, with a
         :class:`~coffea_hepfm.graph.errors.MissingCollectionWarning`) or an ``"error"``
         (:class:`~coffea_hepfm.graph.errors.MissingBranchError`). ``nonfinite``: objects with NaN/inf
         inputs are dropped (``"drop"``, with a warning giving the count), zeroed (``"zero"``) or
         ``"raise"`` :class:`~coffea_hepfm.graph.errors.NonFiniteInput`. A NaN score is never returned:
-        it raises :class:`NonFiniteScore`.
+        it raises :class:`NonFiniteScore`. ``era`` (graph spec v2 models only): the CMS era
+        (``coffea_hepfm.cms.ERAS``, e.g. ``"2022EE"``) whose b-tag working points categorise the jets, or
+        ``"auto"`` (the v2 default): collision data take the era of their run number, simulation the
+        chosen tagger's reference era (``coffea_hepfm.cms.btag.REFERENCE_ERA``). Set it for simulation
+        of another era, or data whose runs are in no known era (which otherwise warn with
+        :class:`~coffea_hepfm.graph.errors.EraWarning`); a v1 model (raw b-tag scores) refuses it.
     ood
         Add ``out["ood_score"]`` (float32: minimum squared Mahalanobis distance of the event's embedding to
         the model's training classes, Lee et al. 2018; see :mod:`coffea_hepfm.model.ood`) and
@@ -190,6 +202,7 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         missing: str | None = None,
         nonfinite: str | None = None,
         ood: bool = False,
+        era: str | None = None,
     ):
         nonserializable_attribute.__init__(self, ["runner_", "ood_"])
         self.model = os.fspath(model) if isinstance(model, os.PathLike) else model
@@ -200,20 +213,21 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         self.missing = missing
         self.nonfinite = nonfinite
         self.ood = bool(ood)
+        self.era = era
         # Validation only: nothing loaded here (the object must stay cheap to pickle).
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        _check_policy(self._policy())
         self._backend_spec: BackendSpec = parse_backend(backend)
-        check_model_file(resolve_model(self.model))
+        _check_policy(self._policy(), check_model_file(resolve_model(self.model)), self.model)
         if self.ood:  # a model without OOD calibration fails here, not on a worker
             _read_ood(resolve_model(self.model))
 
     def _policy(self) -> dict[str, str]:
         """The graph-spec policy fields given to the constructor (``None`` = the model's own)."""
-        return {k: v for k, v in (("missing", self.missing), ("nonfinite", self.nonfinite)) if v is not None}
+        fields = (("missing", self.missing), ("nonfinite", self.nonfinite), ("era", self.era))
+        return {k: v for k, v in fields if v is not None}
 
     # -- lazily created, per process ------------------------------------------------------------------
     def _create_runner_(self):
@@ -255,6 +269,7 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             self.missing,
             self.nonfinite,
             self.ood,
+            self.era,
         )
 
     def __repr__(self) -> str:

@@ -6,14 +6,21 @@
 'ttbar_00000.root'
 """
 
-from coffea_hepfm.simulation.processes import (
-    PROCESSES,
-    downstream_processes,
-    get_process,
-    known_processes,
-    pretraining_processes,
-)
-from coffea_hepfm.simulation.runner import simulate
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from coffea_hepfm.lazy import attach
+
+if TYPE_CHECKING:
+    from coffea_hepfm.simulation.processes import (
+        PROCESSES,
+        downstream_processes,
+        get_process,
+        known_processes,
+        pretraining_processes,
+    )
+    from coffea_hepfm.simulation.runner import simulate
 
 __all__ = [
     "PROCESSES",
@@ -23,3 +30,15 @@ __all__ = [
     "pretraining_processes",
     "simulate",
 ]
+
+# Names load their submodule on first use (coffea_hepfm.lazy): `coffea-hepfm --help` imports this
+# package through its cli.py and must not pay for numpy/awkward/torch/coffea/pythia8mc.
+_EXPORTS = {
+    "PROCESSES": "processes",
+    "downstream_processes": "processes",
+    "get_process": "processes",
+    "known_processes": "processes",
+    "pretraining_processes": "processes",
+    "simulate": "runner",
+}
+__getattr__, __dir__ = attach(__name__, _EXPORTS)

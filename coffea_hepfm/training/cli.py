@@ -152,7 +152,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         signal: str | None = typer.Option(
             None, help="ntuples only: the signal class (default 'signal' or the first class)"
         ),
-        weight_column: str = typer.Option("weight", help="ntuples only: weight column of the loss"),
+        weight_column: str = typer.Option(
+            "weight", help="ntuples only: weight column of the loss and the metrics"
+        ),
         val_fraction: float = typer.Option(0.2, help="ntuples only: validation fraction (by event ID)"),
         test_fraction: float = typer.Option(0.2, help="ntuples only: test fraction (by event ID)"),
         device: str = typer.Option("auto", help="ntuples only: auto | cpu | cuda"),

@@ -53,7 +53,12 @@ def background_rejection(fpr: np.ndarray, tpr: np.ndarray, signal_efficiency: fl
     return float("inf") if eff_b <= 0 else 1.0 / eff_b
 
 
-def binary_metrics(is_signal: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict:
+def binary_metrics(
+    is_signal: np.ndarray,
+    score: np.ndarray,
+    threshold: float = 0.5,
+    sample_weight: np.ndarray | None = None,
+) -> dict:
     """AUC, accuracy (at ``threshold``) and background rejection at :data:`WORKING_POINTS`.
 
     Parameters
@@ -62,17 +67,30 @@ def binary_metrics(is_signal: np.ndarray, score: np.ndarray, threshold: float = 
         Boolean truth per event.
     score
         Signal score per event (higher = more signal-like), e.g. the softmax probability of class 0.
+    sample_weight
+        Per-event weights (scikit-learn's ``sample_weight``): every metric is then the weighted one, and
+        ``sum_weight_signal`` / ``sum_weight_background`` are added. The AUC and the rejections do not
+        change when a class's weights are all scaled by one factor; the accuracy does.
 
     Raises
     ------
     ValueError
-        If only one class is present (AUC undefined) or a score is not finite.
+        If only one class is present (AUC undefined), a score or weight is not finite, or a class's
+        weights do not sum to a positive number.
 
     Examples
     --------
     >>> m = binary_metrics(np.array([1, 1, 0, 0], bool), np.array([0.9, 0.6, 0.4, 0.1]))
     >>> m["auc"], m["accuracy"]
     (1.0, 1.0)
+
+    Weights count events: weight 2 is the event twice.
+
+    >>> y, s = np.array([1, 1, 0, 0], bool), np.array([0.9, 0.3, 0.4, 0.1])
+    >>> binary_metrics(y, s, sample_weight=np.array([1.0, 2.0, 1.0, 1.0]))["auc"]
+    0.6666666666666666
+    >>> binary_metrics(np.array([1, 1, 1, 0, 0], bool), np.array([0.9, 0.3, 0.3, 0.4, 0.1]))["auc"]
+    0.6666666666666666
     """
     from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
 
@@ -82,13 +100,24 @@ def binary_metrics(is_signal: np.ndarray, score: np.ndarray, threshold: float = 
         raise ValueError(f"{int((~np.isfinite(score)).sum())} non-finite scores")
     if is_signal.all() or not is_signal.any():
         raise ValueError("binary_metrics needs both signal and background events")
-    fpr, tpr, _ = roc_curve(is_signal, score)
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != score.shape or not np.isfinite(w).all():
+            raise ValueError(f"sample_weight must be {score.shape} finite numbers")
+        for name, m in (("signal", is_signal), ("background", ~is_signal)):
+            if not w[m].sum() > 0:
+                raise ValueError(f"the {name} weights sum to {w[m].sum()}: weighted metrics are undefined")
+    fpr, tpr, _ = roc_curve(is_signal, score, sample_weight=w)
     out = {
-        "auc": float(roc_auc_score(is_signal, score)),
-        "accuracy": float(accuracy_score(is_signal, score >= threshold)),
+        "auc": float(roc_auc_score(is_signal, score, sample_weight=w)),
+        "accuracy": float(accuracy_score(is_signal, score >= threshold, sample_weight=w)),
         "n_signal": int(is_signal.sum()),
         "n_background": int((~is_signal).sum()),
     }
+    if w is not None:
+        out["sum_weight_signal"] = float(w[is_signal].sum())
+        out["sum_weight_background"] = float(w[~is_signal].sum())
     for eff in WORKING_POINTS:
         out[f"rejection_at_{int(eff * 100)}"] = background_rejection(fpr, tpr, eff)
     return out
@@ -104,10 +133,9 @@ def signal_scores(model, table, spec, batch_size: int = 2048) -> np.ndarray:
     return p[:, 0] / p.sum(axis=1)
 
 
-def plot_roc(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, title: str = ""
-) -> Path:
-    """Background rejection vs signal efficiency for ``{label: (is_signal, score)}``, as a PNG."""
+def plot_roc(curves: dict[str, tuple], path: str | os.PathLike, title: str = "") -> Path:
+    """Background rejection vs signal efficiency for ``{label: (is_signal, score)}``, as a PNG; a curve
+    given as ``(is_signal, score, weight)`` is the weighted ROC (and AUC)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,10 +145,14 @@ def plot_roc(
 
     plt.style.use(mplhep.style.CMS)
     fig, ax = plt.subplots(figsize=(7, 6))
-    for label, (y, s) in curves.items():
-        fpr, tpr, _ = roc_curve(y, s)
+    for label, (y, s, *w) in curves.items():
+        w = w[0] if w else None
+        fpr, tpr, _ = roc_curve(y, s, sample_weight=w)
         keep = fpr > 0
-        ax.plot(tpr[keep], 1.0 / fpr[keep], label=f"{label} (AUC {roc_auc_score(y, s):.3f})")
+        auc = roc_auc_score(y, s, sample_weight=w)
+        ax.plot(
+            tpr[keep], 1.0 / fpr[keep], label=f"{label} ({'weighted ' if w is not None else ''}AUC {auc:.3f})"
+        )
     ax.set_yscale("log")
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background rejection $1/\\epsilon_B$")
@@ -129,8 +161,11 @@ def plot_roc(
     return save_figure(fig, path)
 
 
-def plot_scores(is_signal: np.ndarray, score: np.ndarray, class_names, path, title: str = "") -> Path:
-    """Normalised score histograms of signal and background (hist + mplhep), as a PNG."""
+def plot_scores(
+    is_signal: np.ndarray, score: np.ndarray, class_names, path, title: str = "", weight=None
+) -> Path:
+    """Normalised score histograms of signal and background (hist + mplhep), as a PNG; ``weight``: per-event
+    weights (then the histograms are weighted)."""
     import hist
     import matplotlib
 
@@ -139,17 +174,22 @@ def plot_scores(is_signal: np.ndarray, score: np.ndarray, class_names, path, tit
     import mplhep
 
     plt.style.use(mplhep.style.CMS)
-    h = hist.Hist(
-        hist.axis.StrCategory(list(class_names), name="cls"), hist.axis.Regular(40, 0, 1, name="score")
-    )
-    h.fill(cls=class_names[0], score=score[is_signal])
-    h.fill(cls=class_names[1], score=score[~is_signal])
+    axes = (hist.axis.StrCategory(list(class_names), name="cls"), hist.axis.Regular(40, 0, 1, name="score"))
+    if weight is None:
+        h = hist.Hist(*axes)
+        h.fill(cls=class_names[0], score=score[is_signal])
+        h.fill(cls=class_names[1], score=score[~is_signal])
+    else:  # Weight storage keeps the sum of squared weights: mplhep draws the right error bars
+        w = np.asarray(weight, dtype=np.float64)
+        h = hist.Hist(*axes, storage=hist.storage.Weight())
+        h.fill(cls=class_names[0], score=score[is_signal], weight=w[is_signal])
+        h.fill(cls=class_names[1], score=score[~is_signal], weight=w[~is_signal])
     fig, ax = plt.subplots(figsize=(7, 6))
     colors = role_colors(class_names, signal=class_names[0])
     for name in class_names:
         mplhep.histplot(h[name, :], ax=ax, density=True, label=name, color=colors[name])
     ax.set_xlabel(f"P({class_names[0]})")
-    ax.set_ylabel("normalised events")
+    ax.set_ylabel("normalised events" if weight is None else "normalised weighted events")
     ax.set_yscale("log")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=12)

@@ -14,6 +14,13 @@ Choices
   ``"weight_pu_up"``), rescaled per class so each class has the same total weight and the mean weight is
   1. The cross-section normalisation would otherwise make a rare signal invisible in the loss, while
   the shape within a class (pileup, scale factors, negative generator weights) is kept.
+- Weighted metrics: the validation AUC (early stopping) and the test metrics are weighted by the same
+  ``weight_column``, each class normalised to the same total as in the loss (scikit-learn
+  ``sample_weight``; the AUC and rejections are those of the physics weights, the accuracy is the
+  class-balanced one). Where both classes are the *same* events with different weights (CP-even and
+  CP-odd from one ttH sample via ``LHEReweightingWeight``), the unweighted AUC is 0.5 by construction and
+  only the weighted one measures separation. The unweighted metrics are kept under
+  ``metrics["unweighted"]``.
 - Signal is class 0 of the saved model (the training stage's convention); the other class is background.
 - Device: ``"auto"`` uses CUDA when the process (e.g. a Dask worker) has a GPU.
 """
@@ -113,6 +120,12 @@ def load_ntuple_tables(
     return tables, names, GraphSpec.from_dict(manifest["graph_spec"]), manifest
 
 
+def metric_weights(table) -> np.ndarray:
+    """The weights of the reported metrics: the table's ``weight`` (= ``weight_column``) per event, each
+    class rescaled to the same total (:func:`balanced_weights`)."""
+    return balanced_weights(table.weight, table.y)
+
+
 def _scores(model, table, spec, device: str, batch_size: int = 2048) -> np.ndarray:
     """Softmax probability of class 0 (signal), computed on ``device``."""
     import torch
@@ -173,6 +186,10 @@ def launch_finetune(
     -------
     dict or distributed.Future
         ``{"model": path, "metrics": {...}, "training": {...}, "data": {...}, "plots": [...]}``.
+        ``metrics`` (test split; ``val_auc``: validation) are weighted by ``weight_column``, each class
+        normalised to the same total (``weighted_by`` says so; ``sum_weight_signal`` /
+        ``sum_weight_background`` are the normalised sums); ``metrics["unweighted"]`` holds the same
+        metrics without weights. The ROC and score plots are weighted too.
 
     Examples
     --------
@@ -218,10 +235,12 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
         w = torch.from_numpy(train.weight[idx]).to(dev)
         return (F.cross_entropy(logits, y, reduction="none") * w).sum() / w.sum().clamp_min(1e-12)
 
-    def val_auc(m) -> float:
+    val_weight = metric_weights(val)
+
+    def val_auc(m) -> float:  # weighted: the unweighted AUC is blind to per-event (e.g. LHE) weights
         from sklearn.metrics import roc_auc_score
 
-        return float(roc_auc_score(val.y == 0, _scores(m, val, spec, dev)))
+        return float(roc_auc_score(val.y == 0, _scores(m, val, spec, dev), sample_weight=val_weight))
 
     head_lr = lr * head_lr_mult if pretrained is not None else lr
     for p in model.backbone.parameters():
@@ -242,7 +261,14 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
         p.requires_grad_(True)
     is_signal = test.y == 0
     scores = _scores(model, test, spec, dev)
-    metrics = {**binary_metrics(is_signal, scores), "val_auc": result.best_score}
+    test_weight = metric_weights(test)
+    unweighted_val = binary_metrics(val.y == 0, _scores(model, val, spec, dev))["auc"]
+    metrics = {
+        **binary_metrics(is_signal, scores, sample_weight=test_weight),
+        "val_auc": result.best_score,
+        "weighted_by": f"{weight_column}, each class normalised to the same total",
+        "unweighted": {**binary_metrics(is_signal, scores), "val_auc": unweighted_val},
+    }
     model = model.cpu()
     out = Path(out)
     info = {
@@ -284,12 +310,14 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
     save_trained(out, model, spec, head=model.kind, reference=reference, **info)
     title = f"{names[0]} vs {names[1]} (test split)"
     plots = [
-        plot_roc({"fine-tuned": (is_signal, scores)}, out.with_name(out.stem + "_roc.png"), title),
-        plot_scores(is_signal, scores, names, out.with_name(out.stem + "_scores.png"), title),
+        plot_roc(
+            {"fine-tuned": (is_signal, scores, test_weight)}, out.with_name(out.stem + "_roc.png"), title
+        ),
+        plot_scores(is_signal, scores, names, out.with_name(out.stem + "_scores.png"), title, test_weight),
     ]
     summary = {"model": os.fspath(out), "plots": [os.fspath(p) for p in plots], **info}
-    metrics_path = out.with_name(out.stem + "_metrics.json")
-    tmp = metrics_path.with_name("." + metrics_path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
-    os.replace(tmp, metrics_path)
+    from coffea_hepfm.atomic import atomic_output
+
+    with atomic_output(out.with_name(out.stem + "_metrics.json")) as (_, f):
+        f.write((json.dumps(summary, indent=2, default=float) + "\n").encode())
     return summary
