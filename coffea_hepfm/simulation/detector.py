@@ -286,7 +286,7 @@ def reconstruct(prt: ak.Array, rng: np.random.Generator) -> dict:
     charged = jetmod.charge(fe.pid) != 0
     n_true = pileup.pileup_profile(n, rng)
     npu = rng.poisson(n_true).astype(np.int32)
-    npvs, npvs_good = pileup.vertices(npu, rng)
+    pv = pileup.vertices(npu, rng)
     ev_rho = pileup.rho(npu, rng)
 
     objects = {
@@ -332,8 +332,7 @@ def reconstruct(prt: ak.Array, rng: np.random.Generator) -> dict:
     scalars = {
         "Pileup_nTrueInt": n_true,
         "Pileup_nPU": npu,
-        "PV_npvs": npvs,
-        "PV_npvsGood": npvs_good,
+        **pv,
         "Rho_fixedGridRhoFastjetAll": ev_rho,
         **met,
     }

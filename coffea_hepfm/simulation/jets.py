@@ -13,30 +13,22 @@ b (else c, else any) ghost parton, set to the hardest light parton (or 0) when t
 
 Energy fractions are those NanoAOD stores (``chHEF``, ``neHEF``, ``chEmEF``, ``neEmEF``, ``muEF``):
 charged particles count as charged up to |eta| 2.75 (``PF_TRACKING_ETA``: CMS PF jets keep a charged
-hadron fraction of 0.56-0.66 at 2.5 < |eta| < 2.7 and 0.02-0.09 beyond 2.7, ``nano_tt_v12.root``),
-beyond that as neutral (charged hadrons in ``neHEF``, electrons in ``neEmEF``); muons beyond |eta| 2.4
-are not identified and count as neutral hadronic deposits; in the forward calorimeter (|eta| > 3)
-everything is neutral hadronic, as the CMS jets there show (``neHEF`` = 1, ``neEmEF`` = 0).
+hadron fraction of 0.56-0.66 at 2.5 < |eta| < 2.7 and 0.02-0.09 beyond 2.7, ``nano_tt_v12.root``);
+beyond that every particle counts as neutral hadronic, as the CMS PUPPI jets there show (``neEmEF``
+median 0 from |eta| 2.5, ``neHEF`` 0.78-1.0 beyond 2.7); muons beyond |eta| 2.4 are not identified and
+count as neutral hadronic deposits.
 
 Jet ID (``Jet_jetId``, bit 1 = tight, bit 2 = tightLepVeto) applies the Run 3 (2022) criteria for AK4
-PUPPI jets of CMS JME, twiki JetID13p6TeV:
+PUPPI jets of CMS JME (twiki JetID13p6TeV) as :func:`coffea_hepfm.cms.objects.jet_id_run3` encodes them
+(the graph stage reads the same definitions). Its forward requirement of two neutral particles is given
+the HF tower count, not our particle count (a 15 GeV particle jet beyond |eta| 3 often has one or two
+particles where CMS has several towers, and none of the 124 CMS jets beyond |eta| 3 in
+``nano_tt_v12.root`` fails the ID): forward jets get at least two.
 
-==============  ============================================================================
-|eta| <= 2.6    neHEF < 0.99, neEmEF < 0.90, nConstituents > 1, chHEF > 0.01, chMult > 0;
-                lepton veto adds muEF < 0.80, chEmEF < 0.80
-2.6 - 2.7       neHEF < 0.90, neEmEF < 0.99; lepton veto adds muEF < 0.80, chEmEF < 0.80
-2.7 - 3.0       neHEF < 0.9999 (lepton veto = tight)
-3.0 - 5.0       neEmEF < 0.90 (lepton veto = tight)
-==============  ============================================================================
-
-The forward neutral-multiplicity requirement of the twiki (> 2) is not applied: our forward jets are
-particle jets of 2-3 particles where CMS has several HF towers, and none of the 124 CMS jets beyond
-|eta| 3 in ``nano_tt_v12.root`` fails the ID.
-
-NanoAOD v12 computed the PUPPI jet ID with a known defect beyond |eta| 2.7 that leaves the tightLepVeto
-bit set without the tight bit (``jetId == 4``; the JME twiki asks v12 users to recompute it). The share of
-such jets is emulated as measured in CMS Run3Summer22 ttbar (``nano_tt_v12.root``: 21 of 69 jets in
-2.7 < |eta| < 3.0, 13 of 124 beyond 3.0): ``V12_LOST_TIGHT``.
+NanoAOD v12 computed the PUPPI jet ID with a known defect beyond |eta| 2.7 (JME coordination issue 117;
+the graph stage applies JME's fix) that leaves the tightLepVeto bit set without the tight bit
+(``jetId == 4``). The share of such jets is emulated as measured in CMS Run3Summer22 ttbar
+(``nano_tt_v12.root``: 21 of 69 jets in 2.7 < |eta| < 3.0, 13 of 124 beyond 3.0): ``V12_LOST_TIGHT``.
 
 Examples
 --------
@@ -54,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coffea_hepfm.cms.objects import jet_id_run3
 from coffea_hepfm.simulation.flat import FlatEvents, has_quark, is_hadron
 
 GHOST_SCALE = 1e-15
@@ -165,31 +158,33 @@ def _flavours(fe: FlatEvents, n: int, gjet: np.ndarray, gidx: np.ndarray, gkind:
     hflav = np.zeros(n, np.uint8)
     hflav[gjet[gkind == 2]] = 4
     hflav[gjet[gkind == 1]] = 5
-    part = gkind == 3
-    pj, pi = gjet[part], gidx[part]
-    pid = fe.pid[pi].astype(np.int64)
-    apid = np.abs(pid)
-    pt = fe.pt[pi]
+    pid_all = fe.pid[gidx].astype(np.int64)
+    pt_all = fe.pt[gidx]
 
     def hardest(sel):
-        """Per jet, pdgId of the hardest selected ghost parton (0 if none)."""
+        """Per jet, pdgId of the hardest selected ghost (0 if none)."""
         out = np.zeros(n, np.int64)
-        j, p, t = pj[sel], pid[sel], pt[sel]
+        j, p, t = gjet[sel], pid_all[sel], pt_all[sel]
         o = np.lexsort((t, j))  # last entry of each jet = hardest
         j, p = j[o], p[o]
         last = np.r_[j[1:] != j[:-1], True] if len(j) else np.zeros(0, bool)
         out[j[last]] = p[last]
         return out
 
-    light = (apid <= 3) | (apid == 21)
-    any_p, b_p, c_p, l_p = (
-        hardest(np.ones(len(pj), bool)),
-        hardest(apid == 5),
-        hardest(apid == 4),
-        hardest(light),
-    )
+    part = gkind == 3
+    apid = np.abs(pid_all)
+    any_p, l_p = hardest(part), hardest(part & ((apid <= 3) | (apid == 21)))
+    b_p, c_p = hardest(part & (apid == 5)), hardest(part & (apid == 4))
     pflav = np.where(b_p != 0, b_p, np.where(c_p != 0, c_p, any_p))
     pflav = np.where((hflav == 0) & np.isin(np.abs(pflav), (4, 5)), l_p, pflav)
+    # a b (c) jet without a b (c) ghost parton takes the heavy quark of its hardest B (C) hadron: CMS ttbar
+    # has |partonFlavour| = 5 for every jet of hadronFlavour 5 (nano_tt_v12.root)
+    for q, kind in ((5, 1), (4, 2)):
+        h = hardest(gkind == kind)
+        # B mesons of positive code hold a b-bar, D mesons a c; baryons of positive code the quark
+        meson_sign = -1 if q == 5 else 1
+        quark = q * np.sign(h) * np.where(np.abs(h) > 1000, 1, meson_sign)
+        pflav = np.where((hflav == q) & (np.abs(pflav) != q), quark, pflav)
     return hflav, pflav.astype(np.int16)
 
 
@@ -203,11 +198,10 @@ def constituent_sums(fe: FlatEvents, jets: Jets) -> dict[str, np.ndarray]:
     e = fe.e[ci]
     q = charge(fe.pid[ci]) != 0
     tracker = aeta < PF_TRACKING_ETA
-    hf = aeta > HF_ETA
     muon = (aid == 13) & (aeta < 2.4)
     ele = (aid == 11) & tracker
     ch_had = q & ~muon & ~ele & (aid != 11) & (aid != 13) & tracker
-    photon_like = ((aid == 22) | ((aid == 11) & ~tracker)) & ~hf
+    photon_like = (aid == 22) & tracker
     ne_had = ~(muon | ele | ch_had | photon_like)
 
     def esum(mask):
@@ -230,25 +224,15 @@ def constituent_sums(fe: FlatEvents, jets: Jets) -> dict[str, np.ndarray]:
 
 
 def jet_id(f: dict[str, np.ndarray], eta: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``Jet_jetId`` (uint8: 2 tight, 4 tightLepVeto) from energy fractions; see the module table.
+    """``Jet_jetId`` (uint8: 2 tight, 4 tightLepVeto) from energy fractions; see the module notes.
 
     With ``rng``, the NanoAOD v12 forward defect is emulated (tight bit lost, ``V12_LOST_TIGHT``).
     """
     aeta = np.abs(eta)
-    lep_ok = (f["muEF"] < 0.8) & (f["chEmEF"] < 0.8)
-    central = (
-        (f["neHEF"] < 0.99)
-        & (f["neEmEF"] < 0.90)
-        & (f["nConstituents"] > 1)
-        & (f["chHEF"] > 0.01)
-        & (f["chMult"] > 0)
-    )
-    tight = np.select(
-        [aeta <= 2.6, aeta <= 2.7, aeta <= 3.0],
-        [central, (f["neHEF"] < 0.90) & (f["neEmEF"] < 0.99), f["neHEF"] < 0.9999],
-        f["neEmEF"] < 0.90,
-    )
-    veto = tight & np.where(aeta <= 2.7, lep_ok, True)
+    ne_mult = np.where(aeta > HF_ETA, np.maximum(f["neMult"], 2), f["neMult"])
+    args = (aeta, f["neHEF"], f["neEmEF"], f["chHEF"], f["chEmEF"], f["muEF"], f["chMult"], ne_mult)
+    tight = jet_id_run3(*args, "tight")
+    veto = jet_id_run3(*args, "tightLepVeto")
     bits = tight.astype(np.uint8) * 2 + veto.astype(np.uint8) * 4
     if rng is not None:
         lost = np.zeros(len(aeta), bool)

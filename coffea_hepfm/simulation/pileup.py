@@ -10,6 +10,9 @@ numbers come from:
   reconstruction efficiency for pileup interactions (CMS tracking paper, JINST 9 (2014) P10009, Sec. 5:
   low-multiplicity interactions are lost) set to reproduce the CMS file (means 29.8 and 27.4 at
   nTrueInt 36.3).
+* ``PV_x``, ``PV_y``, ``PV_z`` (cm): the hard vertex spread like the Run3Summer22 beam spot (Gaussian means
+  0.1006, -0.0150, 1.25 and widths 0.0012, 0.0013, 3.59, the CMS file's primary vertices); coffea's
+  ``events.PV`` needs them.
 * ``Rho_fixedGridRhoFastjetAll`` = 0.586 nPU + 3.97 GeV, Gaussian spread 4.66 GeV: a fit to the CMS file.
 * Pileup jets: PUPPI (CMS JME-18-001, JINST 15 (2020) P09018) removes most of them, and what survives
   grows with the number of interactions. Jets without a GenJet in the CMS file: 0.39, 0.91 and 1.06 per
@@ -44,6 +47,7 @@ import numpy as np
 
 TRUE_INT_SHAPE, TRUE_INT_SCALE = 17.8, 2.04
 VERTEX_EFF, GOOD_VERTEX_EFF = 0.80, 0.92
+BEAM_SPOT = {"x": (0.1006, 0.0012), "y": (-0.0150, 0.0013), "z": (1.25, 3.59)}
 RHO_SLOPE, RHO_OFFSET, RHO_SPREAD = 0.586, 3.97, 4.66
 PU_JETS_PER_INTERACTION, PU_JETS_OFFSET = 0.028, 10.0
 PU_ETA_BINS = np.array([0.0, 1.5, 2.5, 2.7, 3.0, 3.5, 4.0, 4.7])
@@ -62,11 +66,19 @@ def pileup_profile(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(rng.gamma(TRUE_INT_SHAPE, TRUE_INT_SCALE, n), 0.0, 99.0).astype(np.float32)
 
 
-def vertices(npu: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``PV_npvs`` and ``PV_npvsGood`` (uint8): reconstructed pileup vertices plus the hard one."""
+def vertices(npu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``PV_npvs``, ``PV_npvsGood`` (uint8: reconstructed vertices, pileup plus the hard one) and the hard
+    vertex position ``PV_x``, ``PV_y``, ``PV_z`` (float32, cm)."""
+    n = len(npu)
     npvs = np.maximum(rng.binomial(npu + 1, VERTEX_EFF), 1)
     good = np.maximum(rng.binomial(npvs, GOOD_VERTEX_EFF), 1)
-    return np.minimum(npvs, 255).astype(np.uint8), np.minimum(good, 255).astype(np.uint8)
+    out = {
+        "PV_npvs": np.minimum(npvs, 255).astype(np.uint8),
+        "PV_npvsGood": np.minimum(good, 255).astype(np.uint8),
+    }
+    for axis, (mean, width) in BEAM_SPOT.items():
+        out[f"PV_{axis}"] = (mean + width * rng.standard_normal(n)).astype(np.float32)
+    return out
 
 
 def rho(npu: np.ndarray, rng: np.random.Generator) -> np.ndarray:

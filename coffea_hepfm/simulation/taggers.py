@@ -8,23 +8,27 @@ latent "b-ness" per jet (a Gaussian copula: ``z_t = a_t z + sqrt(1 - a_t^2) eps_
 reproduce the rank correlations of DeepJet, ParticleNet and RobustParT scores in CMS simulation
 (``nano_tt_v12.root``, Spearman: b jets 0.87-0.92; light jets 0.89 DeepJet-ParT, 0.43 with PNet).
 
-Eras emulated (the simulation as a whole emulates Run 3 2022, NanoAOD v12; see ``TAGGERS[...].era``):
+Eras emulated (the simulation as a whole emulates Run 3 2022, NanoAOD v12) are the reference eras the
+graph stage assigns to simulation (``graph.btagging.MC_ERA`` / ``MC_ERA_RUN3``, docs/design.md): the working
+points come from :mod:`coffea_hepfm.cms.btag` for that era, so a category read by the graph means what the
+efficiencies below say.
 
 ``btagDeepFlavB`` (DeepJet), ``btagPNetB`` (ParticleNet), ``btagRobustParTAK4B`` (RobustParT): 2022
-    (Summer22, pre-EE) working points from CMS BTV (``shared/data/corrections/btv/2022_Summer22_
-    btagging.json``, ``*_wp_values``; loose/medium/tight are defined by 10 %, 1 %, 0.1 % light-jet
-    misidentification, CMS BTV twiki BTagPerformanceOP). b- and c-jet efficiencies and light-jet rates at
-    L/M are measured in CMS's own Run3Summer22 ttbar simulation (``nano_tt_v12.root``, jets pT > 20 GeV,
-    |eta| < 2.5, 397 b / 137 c / 620 light jets; statistical errors 1-2 % for b, 4 % for c, 0.5-1.5 %
-    for light). In ttbar the light-jet rates exceed the WP definitions (ParticleNet: 4.2 % at M, 35 % at
-    L); that is what CMS ttbar looks like, so that is what is emulated. Light-jet rates at T/XT/XXT, where
-    the file has too few jets, are the definitions (0.1 %, 0.05 %, 0.01 %). Cross-check: the ordering
-    UParT >= RobustParT ~ ParticleNet > DeepJet of CMS DP notes (CDS 2904702, DP-2025-081) holds.
-``btagUParTAK4B`` (UParT): 2024 (NanoAOD v15) working points; efficiencies taken equal to RobustParT's
-    (UParT performs at least as well, DP-2025-081), an approximation.
-``btagDeepB`` (DeepCSV) and ``btagCSVV2``: 2016 (80X) working points and the efficiencies of CMS-BTV-16-002
-    (JINST 13 (2018) P05011) for ttbar jets with pT > 20 GeV: DeepCSV L/M/T b 84/68/50 %, c 39/12/2.4 %,
-    udsg 11/1.1/0.1 %; CSVv2 b 81/63/41 %, c 37/12/2.2 %, udsg 8.9/0.9/0.1 %.
+    (Summer22, pre-EE; loose/medium/tight are defined by 10 %, 1 %, 0.1 % light-jet misidentification,
+    CMS BTV). The extra knots XT/XXT are the ``*_wp_values`` of ``shared/data/corrections/btv/
+    2022_Summer22_btagging.json``. b- and c-jet efficiencies and light-jet rates at L/M are measured in
+    CMS's own Run3Summer22 ttbar simulation (``nano_tt_v12.root``, jets pT > 20 GeV, |eta| < 2.5, 397 b /
+    137 c / 620 light jets; statistical errors 1-2 % for b, 4 % for c, 0.5-1.5 % for light). In ttbar the
+    light-jet rates exceed the WP definitions (ParticleNet: 4.2 % at M, 35 % at L); that is what CMS ttbar
+    looks like, so that is what is emulated. Light-jet rates at T/XT/XXT, where the file has too few jets,
+    are the definitions (0.1 %, 0.05 %, 0.01 %). Cross-check: the ordering UParT >= RobustParT ~
+    ParticleNet > DeepJet of CMS DP notes (CDS 2904702, DP-2025-081) holds.
+``btagUParTAK4B`` (UParT): 2024 (NanoAOD v15); efficiencies taken equal to RobustParT's at the same
+    working points (UParT performs at least as well, DP-2025-081), an approximation.
+``btagDeepB`` (DeepCSV): 2018 UL working points; ``btagCSVV2``: 2017 working points. Efficiencies of
+    CMS-BTV-16-002 (JINST 13 (2018) P05011) for ttbar jets with pT > 20 GeV in 2016: DeepCSV L/M/T b
+    84/68/50 %, c 39/12/2.4 %, udsg 11/1.1/0.1 %; CSVv2 b 81/63/41 %, c 37/12/2.2 %, udsg 8.9/0.9/0.1 %
+    (the Phase-1 pixel detector of 2017-2018 did better; these taggers are fallbacks for Run 2 files).
 
 Defaults (the taggers' real behaviour outside tracker acceptance, seen in CMS files): DeepJet is evaluated
 for every jet and gives forward jets (|eta| >= 2.5) a light-like value (distribution of
@@ -53,6 +57,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from coffea_hepfm.cms.btag import working_points
+
 
 @dataclass(frozen=True)
 class TaggerModel:
@@ -77,12 +83,13 @@ class TaggerModel:
     source: str = ""
 
 
-def _run3(branch, wp, extra, b, c, light, load_b, load_l, default, min_raw_pt, era="2022"):
+def _run3(branch, xt, extra, b, c, light, load_b, load_l, default, min_raw_pt, era="2022"):
+    wp = working_points(branch, era).cuts
     return TaggerModel(
         branch=branch,
         era=era,
-        wp=wp[:3],
-        knots=(0.01, 0.02, *wp, *extra),
+        wp=wp,
+        knots=(0.01, 0.02, *wp, *xt, *extra),
         survival={5: b, 4: c, 0: light},
         loading={5: load_b, 4: load_b, 0: load_l},
         default=default,
@@ -91,11 +98,12 @@ def _run3(branch, wp, extra, b, c, light, load_b, load_l, default, min_raw_pt, e
     )
 
 
-# Survival at knots (0.01, 0.02, L, M, T, XT, XXT, then extra shape knots 0.99, 0.998).
+# Survival at knots (0.01, 0.02, L, M, T, XT, XXT, then extra shape knots 0.99, 0.998); XT, XXT from the
+# BTV 2022_Summer22 json.
 TAGGERS: dict[str, TaggerModel] = {
     "btagDeepFlavB": _run3(
         "btagDeepFlavB",
-        (0.0583, 0.3086, 0.7183, 0.8111, 0.9512),
+        (0.8111, 0.9512),
         (0.99, 0.998),
         b=(0.995, 0.985, 0.962, 0.869, 0.723, 0.665, 0.499, 0.343, 0.199),
         c=(0.934, 0.854, 0.620, 0.241, 0.029, 0.022, 0.002, 0.0, 0.0),
@@ -107,7 +115,7 @@ TAGGERS: dict[str, TaggerModel] = {
     ),
     "btagPNetB": _run3(
         "btagPNetB",
-        (0.047, 0.245, 0.6734, 0.7862, 0.961),
+        (0.7862, 0.961),
         (0.99, 0.998),
         b=(0.992, 0.990, 0.985, 0.897, 0.766, 0.720, 0.542, 0.416, 0.237),
         c=(0.927, 0.832, 0.620, 0.153, 0.029, 0.015, 0.002, 0.0, 0.0),
@@ -119,7 +127,7 @@ TAGGERS: dict[str, TaggerModel] = {
     ),
     "btagRobustParTAK4B": _run3(
         "btagRobustParTAK4B",
-        (0.0849, 0.4319, 0.8482, 0.9151, 0.9874),
+        (0.9151, 0.9874),
         (0.99, 0.998),
         b=(0.998, 0.992, 0.967, 0.882, 0.748, 0.703, 0.572, 0.549, 0.466),
         c=(0.956, 0.869, 0.620, 0.183, 0.029, 0.029, 0.003, 0.0, 0.0),
@@ -133,11 +141,12 @@ TAGGERS: dict[str, TaggerModel] = {
 # UParT (2024 WPs, NanoAOD v15): RobustParT's efficiencies at the same working points (see module notes);
 # RobustParT's shape knots (0.01, 0.02, 0.99, 0.998) mean nothing on UParT's scale and are dropped.
 _parT = TAGGERS["btagRobustParTAK4B"]
+_upart = working_points("btagUParTAK4B", "2024").cuts
 TAGGERS["btagUParTAK4B"] = TaggerModel(
     branch="btagUParTAK4B",
     era="2024",
-    wp=(0.0246, 0.1272, 0.4648),
-    knots=(0.0246, 0.1272, 0.4648, 0.6298, 0.9739),
+    wp=_upart,
+    knots=(*_upart, 0.6298, 0.9739),  # XT, XXT: BTV Run3Summer24 UParTAK4_wp_values
     survival={f: s[2:7] for f, s in _parT.survival.items()},
     loading=_parT.loading,
     default=-1.0,
@@ -146,25 +155,26 @@ TAGGERS["btagUParTAK4B"] = TaggerModel(
 )
 
 
-def _btv16002(branch, wp, b, c, light, load):
+def _btv16002(branch, era, b, c, light, load):
+    wp = working_points(branch, era).cuts
     return TaggerModel(
         branch=branch,
-        era="2016",
+        era=era,
         wp=wp,
         knots=wp,
         survival={5: b, 4: c, 0: light},
         loading={5: load, 4: load, 0: load},
         default=-2.0 if branch == "btagDeepB" else -10.0,
         needs_tracks=True,
-        source="WPs: BTV 80X (2016); efficiencies: CMS-BTV-16-002, ttbar jets pT > 20 GeV",
+        source=f"WPs: BTV {era}; efficiencies: CMS-BTV-16-002 (2016), ttbar jets pT > 20 GeV",
     )
 
 
 TAGGERS["btagDeepB"] = _btv16002(
-    "btagDeepB", (0.2219, 0.6324, 0.8958), (0.84, 0.68, 0.50), (0.39, 0.12, 0.024), (0.11, 0.011, 0.001), 0.85
+    "btagDeepB", "2018", (0.84, 0.68, 0.50), (0.39, 0.12, 0.024), (0.11, 0.011, 0.001), 0.85
 )
 TAGGERS["btagCSVV2"] = _btv16002(
-    "btagCSVV2", (0.5426, 0.8484, 0.9535), (0.81, 0.63, 0.41), (0.37, 0.12, 0.022), (0.089, 0.009, 0.001), 0.8
+    "btagCSVV2", "2017", (0.81, 0.63, 0.41), (0.37, 0.12, 0.022), (0.089, 0.009, 0.001), 0.8
 )
 
 # DeepJet on jets outside the tracker: quantiles of nano_tt_v12.root's jets with |eta| > 2.5 (228 jets).
