@@ -305,9 +305,11 @@ def reconstruct(prt: ak.Array, rng: np.random.Generator) -> dict:
 
     # Generator links: real leptons and prompt photons point into GenPart; fakes and photons from
     # hadron decays do not (CMS's pruned record drops them).
-    for kind, obj in objects.items():
+    real_src = [obj["src"][obj["real"]] for obj in objects.values()]
+    flavours = np.split(gen_flavour(fe, np.concatenate(real_src)), np.cumsum([len(r) for r in real_src])[:-1])
+    for (kind, obj), real_flavour in zip(objects.items(), flavours, strict=True):
         flavour = np.zeros(len(obj["src"]), np.uint8)
-        flavour[obj["real"]] = gen_flavour(fe, obj["src"][obj["real"]])
+        flavour[obj["real"]] = real_flavour
         if kind == "Photon":
             obj["real"] &= flavour == 1
             flavour = np.where(obj["real"], 1, 0).astype(np.uint8)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coffea_hepfm.simulation.flat import FlatEvents, has_quark, is_hadron, offsets_of
+from coffea_hepfm.simulation.flat import FlatEvents, offsets_of
 
 _HEAVY_BOSONS = (6, 23, 24, 25, 32, 36, 37)
 _LEPTONS = (11, 12, 13, 14, 15, 16)
@@ -45,7 +45,9 @@ def _ancestry(fe: FlatEvents, start: np.ndarray, kept: np.ndarray):
     flags = {k: np.zeros(n, bool) for k in ("from_hadron", "from_tau", "from_hard", "from_b", "from_c")}
     aid = np.abs(fe.pid)
     hard = (np.abs(fe.status) >= 21) & (np.abs(fe.status) <= 29)
-    hadron = is_hadron(fe.pid)
+    hflav = fe.hadron_flavour
+    hadron, b_hadron, c_hadron = hflav > 0, hflav == 5, hflav == 4
+    tau = aid == 15
     walker = np.arange(n)
     cur = fe.mother1[start]
     for _ in range(10_000):  # depth bound; Pythia chains are a few hundred deep at most
@@ -53,12 +55,11 @@ def _ancestry(fe: FlatEvents, start: np.ndarray, kept: np.ndarray):
         walker, cur = walker[alive], cur[alive]
         if walker.size == 0:
             break
-        had = hadron[cur]
-        flags["from_hadron"][walker] |= had
-        flags["from_tau"][walker] |= aid[cur] == 15
+        flags["from_hadron"][walker] |= hadron[cur]
+        flags["from_tau"][walker] |= tau[cur]
         flags["from_hard"][walker] |= hard[cur]
-        flags["from_b"][walker] |= had & has_quark(fe.pid[cur], 5)
-        flags["from_c"][walker] |= had & has_quark(fe.pid[cur], 4)
+        flags["from_b"][walker] |= b_hadron[cur]
+        flags["from_c"][walker] |= c_hadron[cur]
         found = kept[cur] & (mother[walker] < 0)
         mother[walker[found]] = cur[found]
         cur = fe.mother1[cur]
@@ -117,7 +118,7 @@ def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarr
     first_copy = ~((m1 >= 0) & (fe.pid[np.maximum(m1, 0)] == pid))
     last_copy = ~((d1 >= 0) & (d1 == d2) & (fe.pid[np.maximum(d1, 0)] == pid))
     hard = (ast[index] >= 21) & (ast[index] <= 29)
-    direct_hadron = (m1 >= 0) & is_hadron(fe.pid[np.maximum(m1, 0)])
+    direct_hadron = (m1 >= 0) & (fe.hadron_flavour[np.maximum(m1, 0)] > 0)
     flags = (
         (~from_hadron).astype(np.int64) << 0
         | from_tau.astype(np.int64) << 2
@@ -127,7 +128,7 @@ def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarr
         | first_copy.astype(np.int64) << 12
         | last_copy.astype(np.int64) << 13
     )
-    decayed = ~final[index] & (is_hadron(pid) | (np.abs(pid) == 15)) & (d1 >= 0)
+    decayed = ~final[index] & ((fe.hadron_flavour[index] > 0) | (np.abs(pid) == 15)) & (d1 >= 0)
     status = np.where(final[index], 1, np.where(decayed, 2, ast[index]))
     pt = fe.pt[index]
     eta, phi = fe.eta_phi(index)

@@ -6,10 +6,11 @@ electron or photon therefore also makes a jet, which the jet ID (lepton / EM ene
 analysis's Delta R cleaning remove, as in CMS NanoAOD.
 
 Flavour follows CMS's ghost association (``JetFlavourClustering``, CMS-BTV-16-002 Sec. 3.1): B/C hadrons
-and the shower's final partons (Pythia status -71..-73) enter the clustering with their momenta scaled by
-1e-15, so they never change a jet, and a jet's flavour is read from the ghosts it collected:
-``hadronFlavour`` 5 if it holds a B hadron, else 4 if a C hadron, else 0; ``partonFlavour`` is the hardest
-b (else c, else any) ghost parton, set to the hardest light parton (or 0) when the hadron flavour is light.
+enter the clustering with their momenta scaled by 1e-15, so they never change a jet, and ``hadronFlavour``
+is 5 if a jet collected a B hadron, else 4 if a C hadron, else 0. ``partonFlavour`` is the hardest b
+(else c, else any) of the shower's final partons (Pythia status -71..-73, pT > 1 GeV) within Delta R 0.4,
+set to the hardest light parton (or 0) when the hadron flavour is light, and to the heavy quark of the
+jet's B (C) hadron when a b (c) jet has no such parton.
 
 Energy fractions are those NanoAOD stores (``chHEF``, ``neHEF``, ``chEmEF``, ``neEmEF``, ``muEF``):
 charged particles count as charged up to |eta| 2.75 (``PF_TRACKING_ETA``: CMS PF jets keep a charged
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coffea_hepfm.cms.objects import jet_id_run3
-from coffea_hepfm.simulation.flat import FlatEvents, has_quark, is_hadron
+from coffea_hepfm.simulation.flat import FlatEvents, delta_r2, event_pairs, offsets_of
 
 GHOST_SCALE = 1e-15
 PF_TRACKING_ETA = 2.75
@@ -87,16 +88,27 @@ class Jets:
 
 
 def _ghosts(fe: FlatEvents) -> tuple[np.ndarray, np.ndarray]:
-    """Global indices of ghost partons and ghost heavy hadrons, and a kind code (1 b, 2 c, 3 parton)."""
+    """Global indices of ghost heavy hadrons, and a kind code (1 b, 2 c)."""
+    idx = np.flatnonzero(fe.hadron_flavour >= 4)
+    return idx, np.where(fe.hadron_flavour[idx] == 5, 1, 2).astype(np.int8)
+
+
+def _parton_matches(fe: FlatEvents, evt, px, py, pz, min_jet_pt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(jet, parton) pairs with Delta R < 0.4: the shower's final partons (Pythia status -71..-73) above
+    1 GeV, for jets above ``min_jet_pt`` (softer ones keep parton flavour 0). A Delta R match stands in for
+    parton ghosts, which would add ~60 FastJet inputs per ttbar event (+45 %) for the same answer up to
+    the jet boundary."""
     aid = np.abs(fe.pid)
     ast = np.abs(fe.status)
-    parton = ((aid <= 5) | (aid == 21)) & (ast >= 71) & (ast <= 73) & (fe.e > 0)
-    hadron = is_hadron(fe.pid)
-    b = hadron & has_quark(fe.pid, 5)
-    c = hadron & has_quark(fe.pid, 4) & ~b
-    idx = np.flatnonzero(parton | b | c)
-    kind = np.where(b[idx], 1, np.where(c[idx], 2, 3)).astype(np.int8)
-    return idx, kind
+    partons = np.flatnonzero(((aid <= 5) | (aid == 21)) & (ast >= 71) & (ast <= 73) & (fe.pt > 1.0))
+    peta, pphi = fe.eta_phi(partons)
+    pt = np.hypot(px, py)
+    jets = np.flatnonzero(pt > min_jet_pt)
+    jeta = np.arcsinh(pz[jets] / pt[jets])
+    jphi = np.arctan2(py[jets], px[jets])
+    ij, ip = event_pairs(evt[jets], offsets_of(fe.evt[partons], fe.n))
+    near = delta_r2(jeta[ij], jphi[ij], peta[ip], pphi[ip]) < 0.16
+    return jets[ij[near]], partons[ip[near]]
 
 
 def cluster(fe: FlatEvents, inputs: np.ndarray, min_pt: float = 5.0) -> Jets:
@@ -138,7 +150,15 @@ def cluster(fe: FlatEvents, inputs: np.ndarray, min_pt: float = 5.0) -> Jets:
     rank = np.empty(len(sort), np.int64)
     rank[sort] = np.arange(len(sort))
     cjet = rank[cjet]
-    hflav, pflav = _flavours(fe, len(px), cjet[ckind > 0], idx[cpos[ckind > 0]], ckind[ckind > 0])
+    pj, pidx = _parton_matches(fe, evt[sort], px[sort], py[sort], pz[sort], min_jet_pt=10.0)
+    ghost = ckind > 0
+    hflav, pflav = _flavours(
+        fe,
+        len(px),
+        np.r_[cjet[ghost], pj],
+        np.r_[idx[cpos[ghost]], pidx],
+        np.r_[ckind[ghost], np.full(len(pj), 3, np.int8)],
+    )
     real = ckind == 0
     return Jets(
         evt=evt[sort],
