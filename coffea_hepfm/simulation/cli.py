@@ -90,12 +90,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         process: str = typer.Option("ttbar", help="Process to benchmark."),
         events: int = typer.Option(2000, "--events", help="Events per measurement."),
         workers: int = typer.Option(2, "--workers", help="Dask workers for the speed-up."),
+        mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
+        json_out: Path = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
     ) -> None:
         """Full-chain events/s/core vs raw Pythia, and the Dask speed-up."""
         from coffea_hepfm.simulation.bench import bench_simulation
 
-        r = bench_simulation(process, events, workers)
-        typer.echo(f"process {process}, {events} events, Pythia MPI off, {os.cpu_count()} CPUs visible")
+        r = bench_simulation(process, events, workers, mpi=mpi)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"process": process, "mpi": mpi, **r}, indent=1))
+        mpi_text = "on" if mpi else "off"
+        typer.echo(
+            f"process {process}, {events} events, Pythia MPI {mpi_text}, {os.cpu_count()} CPUs visible"
+        )
         typer.echo(f"raw Pythia (pythia.next):         {r['raw_eps']:8.1f} events/s")
         typer.echo(f"full chain (1 core, init excl.):  {r['chain_eps']:8.1f} events/s/core")
         typer.echo(f"full chain / raw Pythia:          {r['chain_over_raw']:8.2f}x   (goal >= 0.8x)")
