@@ -297,7 +297,7 @@ def reconstruct(prt: ak.Array, rng: np.random.Generator) -> dict:
     jets, is_pu = _with_pileup_jets(reco, npu, rng)
     raw = jets["pt"] * np.clip(rng.normal(0.905, 0.05, len(jets["pt"])), 0.7, 1.0)
     jets["rawFactor"] = 1.0 - raw / jets["pt"]
-    jets["jetId"] = jetmod.jet_id(jets, jets["eta"], rng)
+    jets["jetId"] = jetmod.jet_id(jets, jets["eta"], rng, jets["pt"])
     flav = np.where(is_pu, 0, jets["hadronFlavour"])
     jets.update(taggers.scores(flav, jets["eta"], raw, jets["chMult"] > 0, rng))
     pu_jets = {k: jets[k][is_pu] for k in ("evt", "pt", "phi")}

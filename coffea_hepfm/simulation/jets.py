@@ -13,11 +13,12 @@ set to the hardest light parton (or 0) when the hadron flavour is light, and to 
 jet's B (C) hadron when a b (c) jet has no such parton.
 
 Energy fractions are those NanoAOD stores (``chHEF``, ``neHEF``, ``chEmEF``, ``neEmEF``, ``muEF``):
-charged particles count as charged up to |eta| 2.75 (``PF_TRACKING_ETA``: CMS PF jets keep a charged
-hadron fraction of 0.56-0.66 at 2.5 < |eta| < 2.7 and 0.02-0.09 beyond 2.7, ``nano_tt_v12.root``);
-beyond that every particle counts as neutral hadronic, as the CMS PUPPI jets there show (``neEmEF``
-median 0 from |eta| 2.5, ``neHEF`` 0.78-1.0 beyond 2.7); muons beyond |eta| 2.4 are not identified and
-count as neutral hadronic deposits.
+charged particles are tracked up to |eta| 2.5 and with an efficiency falling linearly to 0 at |eta| 3.0
+(``PF_TRACKING_ETA``; CMS PF jets keep a median charged hadron fraction of 0.56-0.66 at 2.5 < |eta| < 2.7,
+0.09 at 2.7-2.85 and 0.02 at 2.85-3.0, ``nano_tt_v12.root``), their untracked part counting as neutral
+hadronic; photons beyond the tracker also count as neutral hadronic, as the CMS PUPPI jets there show
+(``neEmEF`` median 0 from |eta| 2.5); muons beyond |eta| 2.4 are not identified and count as neutral
+hadronic deposits.
 
 Jet ID (``Jet_jetId``, bit 1 = tight, bit 2 = tightLepVeto) applies the Run 3 (2022) criteria for AK4
 PUPPI jets of CMS JME (twiki JetID13p6TeV) as :func:`coffea_hepfm.cms.objects.jet_id_run3` encodes them
@@ -28,8 +29,9 @@ particles where CMS has several towers, and none of the 124 CMS jets beyond |eta
 
 NanoAOD v12 computed the PUPPI jet ID with a known defect beyond |eta| 2.7 (JME coordination issue 117;
 the graph stage applies JME's fix) that leaves the tightLepVeto bit set without the tight bit
-(``jetId == 4``). The share of such jets is emulated as measured in CMS Run3Summer22 ttbar
-(``nano_tt_v12.root``: 21 of 69 jets in 2.7 < |eta| < 3.0, 13 of 124 beyond 3.0): ``V12_LOST_TIGHT``.
+(``jetId == 4``), mostly on soft jets. The share of such jets is emulated as measured in CMS
+Run3Summer22 ttbar (``nano_tt_v12.root``): 2.7 < |eta| < 3.0: 20 of 44 jets below 30 GeV, 1 of 25 above;
+beyond 3.0: 12 of 83 below, 1 of 41 above (``V12_LOST_TIGHT``).
 
 Examples
 --------
@@ -51,10 +53,11 @@ from coffea_hepfm.cms.objects import jet_id_run3
 from coffea_hepfm.simulation.flat import FlatEvents, delta_r2, event_pairs, offsets_of
 
 GHOST_SCALE = 1e-15
-PF_TRACKING_ETA = 2.75
+PF_TRACKING_ETA = (2.5, 3.0)
 HF_ETA = 3.0
-# Fraction of jets whose tight bit NanoAOD v12 lost, by |eta| region (see module notes).
-V12_LOST_TIGHT = {(2.7, 3.0): 21 / 69, (3.0, 5.0): 13 / 124}
+# Fraction of jets whose tight bit NanoAOD v12 lost, by |eta| region, below / above pT 30 GeV (module notes).
+V12_LOST_TIGHT = {(2.7, 3.0): (20 / 44, 1 / 25), (3.0, 5.0): (12 / 83, 1 / 41)}
+V12_LOST_TIGHT_PT = 30.0
 _CHARGE = {11: -1, 13: -1, 211: 1, 321: 1, 2212: 1, 3112: -1, 3222: 1, 3312: -1, 3334: -1}
 _CHARGE_TABLE = np.zeros(3400, np.int8)
 for _pid, _q in _CHARGE.items():
@@ -217,36 +220,47 @@ def constituent_sums(fe: FlatEvents, jets: Jets) -> dict[str, np.ndarray]:
     aeta = np.abs(fe.eta[ci])
     e = fe.e[ci]
     q = charge(fe.pid[ci]) != 0
-    tracker = aeta < PF_TRACKING_ETA
+    lo, hi = PF_TRACKING_ETA
+    tracked = np.clip((hi - aeta) / (hi - lo), 0.0, 1.0)  # tracking efficiency (energy share)
     muon = (aid == 13) & (aeta < 2.4)
-    ele = (aid == 11) & tracker
-    ch_had = q & ~muon & ~ele & (aid != 11) & (aid != 13) & tracker
-    photon_like = (aid == 22) & tracker
-    ne_had = ~(muon | ele | ch_had | photon_like)
+    charged = q & ~muon
+    ele = charged & (aid == 11)
+    ch_had = charged & (aid != 11)
+    photon = (aid == 22) & (aeta < lo)
+    w_ch = np.where(charged, tracked, 0.0)  # energy share reconstructed as a charged candidate
 
-    def esum(mask):
-        return np.bincount(j[mask], weights=e[mask], minlength=n)
+    def esum(mask, weight=None):
+        w = e[mask] if weight is None else e[mask] * weight[mask]
+        return np.bincount(j[mask], weights=w, minlength=n)
 
     etot = np.maximum(np.bincount(j, weights=e, minlength=n), 1e-9)
+    ch_e, ch_h, mu_e, pho_e = esum(ele, w_ch), esum(ch_had, w_ch), esum(muon), esum(photon)
     lep = muon | ele
+    tracked_ch = charged & (tracked >= 0.5)
     return {
-        "chHEF": esum(ch_had) / etot,
-        "neHEF": esum(ne_had) / etot,
-        "chEmEF": esum(ele) / etot,
-        "neEmEF": esum(photon_like) / etot,
-        "muEF": esum(muon) / etot,
+        "chHEF": ch_h / etot,
+        "neHEF": np.maximum(etot - ch_e - ch_h - mu_e - pho_e, 0.0) / etot,
+        "chEmEF": ch_e / etot,
+        "neEmEF": pho_e / etot,
+        "muEF": mu_e / etot,
         "nConstituents": np.bincount(j, minlength=n),
-        "chMult": np.bincount(j[ch_had | ele | muon], minlength=n),
-        "neMult": np.bincount(j[photon_like | ne_had], minlength=n),
+        "chMult": np.bincount(j[tracked_ch | muon], minlength=n),
+        "neMult": np.bincount(j[~(tracked_ch | muon)], minlength=n),
         "lep_px": np.bincount(j[lep], weights=fe.px[ci][lep], minlength=n),
         "lep_py": np.bincount(j[lep], weights=fe.py[ci][lep], minlength=n),
     }
 
 
-def jet_id(f: dict[str, np.ndarray], eta: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+def jet_id(
+    f: dict[str, np.ndarray],
+    eta: np.ndarray,
+    rng: np.random.Generator | None = None,
+    pt: np.ndarray | None = None,
+) -> np.ndarray:
     """``Jet_jetId`` (uint8: 2 tight, 4 tightLepVeto) from energy fractions; see the module notes.
 
-    With ``rng``, the NanoAOD v12 forward defect is emulated (tight bit lost, ``V12_LOST_TIGHT``).
+    With ``rng`` and ``pt``, the NanoAOD v12 forward defect is emulated (tight bit lost,
+    ``V12_LOST_TIGHT``).
     """
     aeta = np.abs(eta)
     ne_mult = np.where(aeta > HF_ETA, np.maximum(f["neMult"], 2), f["neMult"])
@@ -254,10 +268,10 @@ def jet_id(f: dict[str, np.ndarray], eta: np.ndarray, rng: np.random.Generator |
     tight = jet_id_run3(*args, "tight")
     veto = jet_id_run3(*args, "tightLepVeto")
     bits = tight.astype(np.uint8) * 2 + veto.astype(np.uint8) * 4
-    if rng is not None:
+    if rng is not None and pt is not None:
         lost = np.zeros(len(aeta), bool)
         u = rng.random(len(aeta))
-        for (lo, hi), p in V12_LOST_TIGHT.items():
-            lost |= (aeta > lo) & (aeta <= hi) & (u < p)
+        for (lo, hi), (soft, hard) in V12_LOST_TIGHT.items():
+            lost |= (aeta > lo) & (aeta <= hi) & (u < np.where(pt < V12_LOST_TIGHT_PT, soft, hard))
         bits = np.where(lost & tight, bits & ~np.uint8(2), bits).astype(np.uint8)
     return bits
