@@ -64,8 +64,16 @@ def _kinematics(px, py, pz, e):
     return pt, eta, np.arctan2(py, px), mass
 
 
-def _isolation(fe: FlatEvents, cand: np.ndarray, vis: np.ndarray, charged: np.ndarray, inner: float):
-    """Charged and neutral pT sums in cones 0.3 and 0.4 around ``cand`` (excluding an inner cone)."""
+def _in_supercluster(fe: FlatEvents, seed: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``other`` lies in ``seed``'s supercluster: |Delta eta| < 0.05, |Delta phi| < 0.3 (a band in phi,
+    as bremsstrahlung spreads in the magnetic field; CMS's mustache clustering)."""
+    dphi = np.abs((fe.phi[seed] - fe.phi[other] + np.pi) % (2 * np.pi) - np.pi)
+    return (np.abs(fe.eta[seed] - fe.eta[other]) < 0.05) & (dphi < 0.3)
+
+
+def _isolation(fe: FlatEvents, cand: np.ndarray, vis: np.ndarray, charged: np.ndarray, supercluster: bool):
+    """Charged and neutral pT sums in cones 0.3 and 0.4 around ``cand``; with ``supercluster``, the pT of
+    the photons in its supercluster (``core``) instead of in the isolation."""
     src = vis[fe.pt[vis] > 0.5]
     ia, ib = event_pairs(fe.evt[cand], offsets_of(fe.evt[src], fe.n))
     a, b = cand[ia], src[ib]
@@ -73,10 +81,8 @@ def _isolation(fe: FlatEvents, cand: np.ndarray, vis: np.ndarray, charged: np.nd
     ok = (a != b) & (dr2 < 0.16)
     ia, a, b, dr2 = ia[ok], a[ok], b[ok], dr2[ok]
     ch = charged[b]
-    # in the electron/photon supercluster (a band in phi: bremsstrahlung spreads in the magnetic field),
-    # not in its isolation
-    dphi = np.abs((fe.phi[a] - fe.phi[b] + np.pi) % (2 * np.pi) - np.pi)
-    core = (np.abs(fe.eta[a] - fe.eta[b]) < inner) & (dphi < 6 * inner) & (fe.pid[b] == 22)
+    # photons in the electron/photon supercluster are part of the object, not of its isolation
+    core = _in_supercluster(fe, a, b) & (fe.pid[b] == 22) if supercluster else np.zeros(len(b), bool)
     out = {"core": np.bincount(ia[core], weights=fe.pt[b[core]], minlength=len(cand))}
     ia, b, dr2, ch = ia[~core], b[~core], dr2[~core], ch[~core]
     for cone, r2 in (("03", 0.09), ("04", 0.16)):
@@ -102,10 +108,10 @@ def _candidates(fe, vis, aid, charged, rng):
     e_real = vis[(aid[vis] == 11) & (pt > 5.0) & (aeta < 2.5)]
     mu_real = vis[(aid[vis] == 13) & (pt > 3.0) & (aeta < 2.4)]
     pho = vis[(aid[vis] == 22) & (pt > 10.0) & (aeta < 2.5)]
-    # one photon object per supercluster: the softer of two photons within Delta R 0.05 is merged
+    # one photon object per supercluster: a photon inside a harder one's supercluster band is part of it
     ia, ib = event_pairs(fe.evt[pho], offsets_of(fe.evt[pho], fe.n))
     a, b = pho[ia], pho[ib]
-    softer = (delta_r2(fe.eta[a], fe.phi[a], fe.eta[b], fe.phi[b]) < 0.0025) & (fe.pt[a] < fe.pt[b])
+    softer = _in_supercluster(fe, b, a) & (fe.pt[a] < fe.pt[b])
     pho = np.delete(pho, np.unique(ia[softer]))
     return {
         "Electron": (np.r_[e_real, e_fake], np.r_[np.ones(len(e_real), bool), np.zeros(len(e_fake), bool)]),
@@ -118,7 +124,7 @@ def _objects(fe, rng, kind, src, real, vis, charged, npu, ev_rho):
     """Efficiency, smearing, isolation and ID for one kind; returns flat fields, event-sorted, pT-ordered."""
     evt = fe.evt[src]
     eta = fe.eta[src]
-    iso = _isolation(fe, src, vis, charged, inner=0.0 if kind == "Muon" else 0.05)
+    iso = _isolation(fe, src, vis, charged, supercluster=kind != "Muon")
     # electrons and photons: the supercluster collects the photons around them (bremsstrahlung, FSR,
     # the pi0 photons of a fake); they are part of the object, not of its isolation
     gpt = fe.pt[src] + iso["core"]
