@@ -238,7 +238,7 @@ def test_tampered_file_refused_with_and_without_sidecar(saved, tmp_path, tamper,
             load(copy)
     res = _model_info(copy)
     lines = res.output.strip().splitlines()
-    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert res.exit_code == 2 and len(lines) == 1, res.output
     assert lines[0].startswith("error: ChecksumMismatch: ") and str(copy) in lines[0]
     loaded = load_model(copy, verify=False)  # explicit opt-out still loads, and says so
     assert loaded.integrity == "skipped" and "not checked" in loaded.integrity_statement
@@ -327,7 +327,7 @@ def test_model_info_command(saved, tmp_path):
     bad = tmp_path / "bad.safetensors"
     torch.save({"w": torch.zeros(2)}, bad)
     refused = CliRunner().invoke(app, ["model-info", str(bad)])
-    assert refused.exit_code == 1 and "UnsafeModelFile" in refused.output
+    assert refused.exit_code == 2 and "error:" in refused.output and "pickle" in refused.output
     assert HEPFMNet.from_spec(GraphSpec()).get_config()["n_global"] == GraphSpec().n_global_features
 
 
@@ -366,7 +366,7 @@ def test_resave_records_what_where_and_why(saved, tmp_path):
     assert resaves[1]["command"] == f"coffea-hepfm ship {dst} {again} --reason 'second copy'"
     assert resaves[1]["from_sha256"] == hashlib.sha256(dst.read_bytes()).hexdigest()
     refused = CliRunner().invoke(app, ["ship", str(dst), str(tmp_path / "x.safetensors"), "--reason", " "])
-    assert refused.exit_code == 1 and refused.output.startswith(
+    assert refused.exit_code == 2 and refused.output.startswith(
         "error: ModelFileError: a re-save needs a reason"
     )
     assert not (tmp_path / "x.safetensors").exists()

@@ -79,6 +79,10 @@ def build_node_record(events, spec: GraphSpec | None = None) -> ak.Array:
     ``spec.missing == "error"``, which raises ``MissingBranchError("Photon_pt not found ...")``.
     """
     spec = GraphSpec() if spec is None else spec
+    if _is_dask(events):  # one form for all files: refuse files that differ in what the spec reads
+        from coffea_hepfm.nanoaod.consistency import check_uniform_inputs
+
+        check_uniform_inputs(events, spec.required_branches)
     plan = resolve(spec, events)  # from the form only: errors/warnings once, before anything is read
     plan.warn_absent()
     if _is_dask(events):

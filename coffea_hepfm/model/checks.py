@@ -144,11 +144,19 @@ def check_spec(stored: dict, expected, path: Path) -> None:
             diffs,
         )
     if expected is not None and GraphSpec is not None:
-        # Same name and version: the full comparison (object caps, b-tag and MET choices).
+        # Same name and version: the full comparison (object caps, b-tag and MET choices). "expected" is
+        # the caller's spec, "file has" the model file's, as in the name/version message above.
         try:
-            GraphSpec.from_dict(stored).check_compatible(GraphSpec.from_dict(exp))
+            GraphSpec.from_dict(exp).check_compatible(GraphSpec.from_dict(stored))
         except GraphSpecMismatch as err:
-            raise GraphSpecMismatch(f"{path}: {err}", err.differences) from err
+            detail = "; ".join(
+                f"{k}: expected {a!r}, file has {b!r}" for k, (a, b) in err.differences.items()
+            )
+            raise GraphSpecMismatch(
+                f"{path} was trained on another graph spec than the expected one ({detail}); build graphs "
+                "with the model's spec (LoadedModel.spec) or use a model trained for this spec",
+                err.differences,
+            ) from err
         except (ValueError, TypeError) as err:
             raise GraphSpecMismatch(f"{path}: graph spec not readable by this code: {err}") from err
 

@@ -183,7 +183,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 
 def _fail(err: Exception) -> None:
-    """One ``error:`` line on stderr (no traceback), exit status 1."""
+    """One ``error:`` line on stderr (no traceback), exit status 2 like every other command."""
     message = " ".join(str(err).split())
     typer.echo(f"error: {type(err).__name__}: {message}", err=True)
-    raise typer.Exit(1) from None
+    raise typer.Exit(2) from None
