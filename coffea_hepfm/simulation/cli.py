@@ -23,7 +23,9 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     out = {}
     for name in track(names, description="cross-sections"):
         alpha = get_process(name).cp_alpha_deg  # ttH samples share settings, not cross-sections
-        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[
+            :16
+        ]
         if key not in cache:
             cache[key] = cross_section_pb(name, n_events)
         out[name] = cache[key]
@@ -127,7 +129,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("cp-validate")
     def cp_validate_cmd(
         events: int = typer.Option(50_000, "--events", "-n", help="SM ttH hard processes (process level)."),
-        odd_events: int = typer.Option(3000, "--odd-events", help="Accepted events of the CP-odd check sample."),
+        odd_events: int = typer.Option(
+            3000, "--odd-events", help="Accepted events of the CP-odd check sample."
+        ),
         seed: int = typer.Option(1, "--seed", "-s", help="Master seed."),
         out_dir: Path = typer.Option(Path("docs/figures"), "--out-dir", "-o", help="Figures and JSON."),
         sim: Path = typer.Option(
@@ -153,9 +157,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo(f"sigma(ttA)/sigma(ttH) [{name:5s}]: {r[name]['ratio']:.4f} +- {r[name]['error']:.4f}")
         typer.echo(f"sigma(alpha=45)/sigma(ttH):       {s['sigma_ratio_45_over_0']:.4f}")
         auc = s["auc_me_ratio"]
-        typer.echo(f"ME-ratio ROC AUC even vs odd:     {auc['even_vs_odd']:.4f} (vs mixed 45: {auc['even_vs_mixed45']:.4f})")
+        typer.echo(
+            f"ME-ratio ROC AUC even vs odd:     {auc['even_vs_odd']:.4f} (vs mixed 45: {auc['even_vs_mixed45']:.4f})"
+        )
         u = s["unweighting"]
-        typer.echo(f"CP-odd unweighting efficiency:    {u['efficiency']:.4f} ({u['n_overweight']} overweight)")
+        typer.echo(
+            f"CP-odd unweighting efficiency:    {u['efficiency']:.4f} ({u['n_overweight']} overweight)"
+        )
         for name, m in s["means"].items():
             typer.echo(
                 f"<{name}>: even {m['even'][0]:.3f}  odd reweighted {m['odd_reweighted'][0]:.3f} "

@@ -24,7 +24,7 @@ numbers come from:
   the jet ID as often as the CMS file's unmatched jets do (41 of 42 central ones are tight): their
   energy fractions are those of an average hadronic jet.
 * Isolation: charged pileup is removed by vertex association; neutral pileup in a cone is a compound
-  Poisson sum (PF clusters of mean pT 2 GeV) of mean ``EA * rho`` (electron/photon effective areas, EGM
+  Poisson sum (PF clusters of mean pT 2 GeV; charged pileup tracks of 0.7 GeV) of mean ``EA * rho`` (electron/photon effective areas, EGM
   Fall17 V2: 0.14 barrel, 0.11 endcap, cone 0.3, scaled by area for 0.4), and CMS subtracts EA * rho
   (electrons, photons) or 0.5 x the charged pileup in the cone (muons, Delta-beta, CMS MUO-16-001
   Sec. 6): :func:`neutral_pileup`.
@@ -129,9 +129,9 @@ def charged_in_jets(
     return rng.gamma(k, PU_CHARGED_PT), k
 
 
-def _compound_poisson(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    k = rng.poisson(np.maximum(mean, 0.0) / PU_PARTICLE_PT)
-    return rng.gamma(k, PU_PARTICLE_PT)  # a sum of k exponentials; 0 for k = 0
+def _compound_poisson(mean: np.ndarray, rng: np.random.Generator, unit: float) -> np.ndarray:
+    k = rng.poisson(np.maximum(mean, 0.0) / unit)
+    return rng.gamma(k, unit)  # a sum of k exponentials of mean ``unit``; 0 for k = 0
 
 
 def neutral_pileup(
@@ -144,9 +144,9 @@ def neutral_pileup(
     """
     ea = np.where(np.abs(eta) < 1.479, EFFECTIVE_AREA["barrel"], EFFECTIVE_AREA["endcap"]) * (cone / 0.3) ** 2
     mean = ea * event_rho
-    neutral = _compound_poisson(mean, rng)
+    neutral = _compound_poisson(mean, rng, PU_PARTICLE_PT)
     if kind == "ea":
         return neutral - mean
     if kind == "dbeta":
-        return neutral - 0.5 * _compound_poisson(2.0 * mean, rng)
+        return neutral - 0.5 * _compound_poisson(2.0 * mean, rng, PU_CHARGED_PT)  # tracks, not clusters
     raise ValueError(f"unknown pileup correction {kind!r}")
