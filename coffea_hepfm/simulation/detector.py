@@ -48,7 +48,7 @@ from coffea_hepfm.simulation.genpart import gen_flavour, select_genparts
 # Particle-flow thresholds (GeV) for jet inputs, CMS-like: tracks (charged) 0.3, ECAL photons 0.5,
 # HCAL neutral hadrons 1.0. They also cut the FastJet input to about half of the visible particles.
 PF_PT_MIN = {"charged": 0.3, "photon": 0.5, "neutral_hadron": 1.0}
-_MASS = {11: 0.000511, 13: 0.10566, 22: 0.0}
+_MASS = {11: 0.000511, 13: 0.10566}
 # Tracker material budget (radiation lengths) vs |eta|, and the conversion/fake calibration.
 TRACKER_X0 = (np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5]), np.array([0.4, 0.6, 1.2, 1.8, 1.2, 1.0]))
 CONVERSION_TO_ELECTRON = 0.15
@@ -170,8 +170,7 @@ def _objects(fe, rng, kind, src, real, vis, charged, npu, ev_rho):
         out["charge"] = q
         out["pdgId"] = -pdg * q
         out["mass"] = np.full(len(src), _MASS[pdg])
-    else:
-        out["mass"] = np.zeros(len(src))
+    # photons get no mass branch: coffea's NanoAOD schema adds a zero mass (and warns if one exists)
     return out
 
 
