@@ -56,6 +56,10 @@ def test_tables_consistent():
     with pytest.raises(KeyError, match="unknown era '2019'"):
         cms.working_points("btagDeepFlavB", "2019")
     assert cms.working_points("Jet_btagDeepFlavB", "2018").medium == 0.2783
+    # Every tagger's reference era for simulation has working points.
+    for table in (btag.REFERENCE_ERA, btag.REFERENCE_ERA_RUN3):
+        assert set(table) == set(btag.TAGGERS)
+        assert all((b, e) in cms.WORKING_POINTS for b, e in table.items())
 
 
 def test_eras_from_runs():

@@ -5,7 +5,7 @@ from ``coffea_hepfm`` (only numpy), so every stage may import it: the graph spec
 analysis-level objects, the simulation to calibrate the branches it writes.
 
 - :mod:`coffea_hepfm.cms.btag`: ``WorkingPoints``, ``WORKING_POINTS``, ``working_points(branch, era)``,
-  ``TAGGER_PREFERENCE``.
+  ``TAGGER_PREFERENCE``, ``REFERENCE_ERA`` (the era simulation stands for).
 - :mod:`coffea_hepfm.cms.eras`: ``ERAS``, ``RUN_RANGES``, ``era_of_run(run)``.
 - :mod:`coffea_hepfm.cms.objects`: jet ID (NanoAOD bits, the NanoAOD v12 fix, the Run 3 recipe from
   energy fractions), electron / photon cut-based levels, muon IDs and isolation working points.
@@ -13,6 +13,7 @@ analysis-level objects, the simulation to calibrate the branches it writes.
 
 from coffea_hepfm.cms.btag import (
     BTAG_ETA_MAX,
+    REFERENCE_ERA,
     TAGGER_PREFERENCE,
     TAGGERS,
     WORKING_POINTS,
@@ -24,6 +25,7 @@ from coffea_hepfm.cms.eras import ERAS, RUN_RANGES, era_of_run
 __all__ = [
     "BTAG_ETA_MAX",
     "ERAS",
+    "REFERENCE_ERA",
     "RUN_RANGES",
     "TAGGERS",
     "TAGGER_PREFERENCE",

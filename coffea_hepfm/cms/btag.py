@@ -50,6 +50,21 @@ TAGGER_PREFERENCE = (
     "btagCSVV2",
 )
 
+#: Reference era of each tagger for simulation, whose files do not say their era: the era of the tagger's
+#: first (or only) calibrated simulation campaign of its Run. ``coffea_hepfm.graph`` uses it for
+#: simulated files under ``GraphSpec(era="auto")``; a simulation that writes tagger scores calibrated at
+#: working points should use the same eras, so both agree.
+REFERENCE_ERA = {
+    "btagUParTAK4B": "2024",
+    "btagPNetB": "2022",
+    "btagRobustParTAK4B": "2022",
+    "btagDeepFlavB": "2018",
+    "btagDeepB": "2018",
+    "btagCSVV2": "2017",
+}
+#: In Run 3 files (NanoAOD v12+) DeepJet is the Run 3 retraining: its reference era there is 2022.
+REFERENCE_ERA_RUN3 = {**REFERENCE_ERA, "btagDeepFlavB": "2022"}
+
 #: |eta| up to which AK4 jets are b-tagged (tracker acceptance): 2.4 with the Phase-0 pixel detector
 #: (2015-2016), 2.5 from 2017 (Phase-1 pixel). BTV calibrates working points in that range only.
 BTAG_ETA_MAX = {era: (2.4 if era.startswith(("2015", "2016")) else 2.5) for era in ERAS}

@@ -43,10 +43,23 @@ import numpy as np
 
 #: ``Jet_jetId`` bit values.
 JET_ID_BITS = {"tight": 2, "tightLepVeto": 4}
-#: Energy-fraction / multiplicity branches (without ``Jet_``) the Run 3 recipe reads.
-JET_ID_RUN3_FIELDS = ("neHEF", "neEmEF", "chHEF", "chEmEF", "muEF", "chMultiplicity", "neMultiplicity")
-#: Branches the NanoAOD v12 fix reads besides ``jetId``.
-JET_ID_V12_FIELDS = ("neHEF", "neEmEF", "chEmEF", "muEF")
+#: Energy-fraction / multiplicity branches (without ``Jet_``) the Run 3 recipe reads for tight; the
+#: lepton veto adds :data:`JET_ID_LEPVETO_FIELDS`.
+JET_ID_RUN3_FIELDS = ("neHEF", "neEmEF", "chHEF", "chMultiplicity", "neMultiplicity")
+#: Branches the NanoAOD v12 fix reads besides ``jetId`` for tight.
+JET_ID_V12_FIELDS = ("neHEF", "neEmEF")
+JET_ID_LEPVETO_FIELDS = ("chEmEF", "muEF")
+
+
+def jet_id_inputs(recipe: str, level: str) -> tuple[str, ...]:
+    """Branches (without ``Jet_``) that jet-ID ``recipe`` ("run3" or "v12") needs for ``level``.
+
+    >>> jet_id_inputs("v12", "tightLepVeto")
+    ('neHEF', 'neEmEF', 'chEmEF', 'muEF')
+    """
+    base = JET_ID_RUN3_FIELDS if recipe == "run3" else JET_ID_V12_FIELDS
+    return base + (JET_ID_LEPVETO_FIELDS if level == "tightLepVeto" else ())
+
 
 #: ``Electron_cutBased`` value of each level.
 ELECTRON_CUTBASED = {"veto": 1, "loose": 2, "medium": 3, "tight": 4}

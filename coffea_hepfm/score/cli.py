@@ -75,6 +75,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             True, "--memory/--no-memory", help="Also measure peak RSS vs chunk size."
         ),
         dense_events: int = typer.Option(20_000, "--dense-events", help="Events for (d), the slow baseline."),
+        ood: bool = typer.Option(
+            False, "--ood/--no-ood", help="Also time (c) with ood=True (needs a model with a reference)."
+        ),
     ) -> None:
         """Events/s/core for (a) read, (b) read+graph, (c) read+graph+HEPFMScore, (d) coffea torch_wrapper
         on padded dense input, plus peak memory for two chunk sizes; prints the ratios."""
@@ -88,4 +91,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             workdir=workdir,
             memory=memory,
             dense_events=dense_events,
+            ood=ood,
         )
