@@ -23,7 +23,9 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     out = {}
     for name in track(names, description="cross-sections"):
         alpha = get_process(name).cp_alpha_deg  # ttH samples share settings, not cross-sections
-        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[
+            :16
+        ]
         if key not in cache:
             cache[key] = cross_section_pb(name, n_events)
         out[name] = cache[key]
@@ -127,7 +129,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("cp-validate")
     def cp_validate_cmd(
         events: int = typer.Option(50_000, "--events", "-n", help="SM ttH hard processes (process level)."),
-        odd_events: int = typer.Option(3000, "--odd-events", help="Accepted events of the CP-odd check sample."),
+        odd_events: int = typer.Option(
+            3000, "--odd-events", help="Accepted events of the CP-odd check sample."
+        ),
         seed: int = typer.Option(1, "--seed", "-s", help="Master seed."),
         out_dir: Path = typer.Option(Path("docs/figures"), "--out-dir", "-o", help="Figures and JSON."),
         sim: Path = typer.Option(
@@ -153,9 +157,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo(f"sigma(ttA)/sigma(ttH) [{name:5s}]: {r[name]['ratio']:.4f} +- {r[name]['error']:.4f}")
         typer.echo(f"sigma(alpha=45)/sigma(ttH):       {s['sigma_ratio_45_over_0']:.4f}")
         auc = s["auc_me_ratio"]
-        typer.echo(f"ME-ratio ROC AUC even vs odd:     {auc['even_vs_odd']:.4f} (vs mixed 45: {auc['even_vs_mixed45']:.4f})")
+        typer.echo(
+            f"ME-ratio ROC AUC even vs odd:     {auc['even_vs_odd']:.4f} (vs mixed 45: {auc['even_vs_mixed45']:.4f})"
+        )
         u = s["unweighting"]
-        typer.echo(f"CP-odd unweighting efficiency:    {u['efficiency']:.4f} ({u['n_overweight']} overweight)")
+        typer.echo(
+            f"CP-odd unweighting efficiency:    {u['efficiency']:.4f} ({u['n_overweight']} overweight)"
+        )
         for name, m in s["means"].items():
             typer.echo(
                 f"<{name}>: even {m['even'][0]:.3f}  odd reweighted {m['odd_reweighted'][0]:.3f} "
@@ -173,12 +181,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         process: str = typer.Option("ttbar", help="Process to benchmark."),
         events: int = typer.Option(2000, "--events", help="Events per measurement."),
         workers: int = typer.Option(2, "--workers", help="Dask workers for the speed-up."),
+        mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
+        json_out: Path = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
     ) -> None:
         """Full-chain events/s/core vs raw Pythia, and the Dask speed-up."""
         from coffea_hepfm.simulation.bench import bench_simulation
 
-        r = bench_simulation(process, events, workers)
-        typer.echo(f"process {process}, {events} events, Pythia MPI off, {os.cpu_count()} CPUs visible")
+        r = bench_simulation(process, events, workers, mpi=mpi)
+        if json_out is not None:
+            json_out.write_text(json.dumps({"process": process, "mpi": mpi, **r}, indent=1))
+        mpi_text = "on" if mpi else "off"
+        typer.echo(
+            f"process {process}, {events} events, Pythia MPI {mpi_text}, {os.cpu_count()} CPUs visible"
+        )
         typer.echo(f"raw Pythia (pythia.next):         {r['raw_eps']:8.1f} events/s")
         typer.echo(f"full chain (1 core, init excl.):  {r['chain_eps']:8.1f} events/s/core")
         typer.echo(f"full chain / raw Pythia:          {r['chain_over_raw']:8.2f}x   (goal >= 0.8x)")

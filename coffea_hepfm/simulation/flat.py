@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import awkward as ak
 import numpy as np
@@ -43,6 +44,16 @@ class FlatEvents:
     pt: np.ndarray
     eta: np.ndarray  # only where final state or pT > 5 GeV (NaN elsewhere); see ``eta_phi``
     phi: np.ndarray
+
+    @cached_property
+    def hadron_flavour(self) -> np.ndarray:
+        """Per particle: 0 not a hadron, 1 light hadron, 4 charm hadron, 5 bottom hadron (computed once)."""
+        aid = np.abs(self.pid)
+        hadron = is_hadron(self.pid)
+        d2, d3 = (aid // 100) % 10, (aid // 1000) % 10
+        return np.select(
+            [hadron & ((d2 == 5) | (d3 == 5)), hadron & ((d2 == 4) | (d3 == 4)), hadron], [5, 4, 1], 0
+        ).astype(np.int8)
 
     def daughters(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global indices (or -1) of the first and last daughter of the particles ``index``."""

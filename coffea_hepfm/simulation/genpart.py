@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coffea_hepfm.simulation.flat import FlatEvents, is_hadron, offsets_of
+from coffea_hepfm.simulation.flat import FlatEvents, offsets_of
 
 _HEAVY_BOSONS = (6, 23, 24, 25, 32, 36, 37)
 _LEPTONS = (11, 12, 13, 14, 15, 16)
@@ -36,17 +36,18 @@ def _in_table(aid: np.ndarray, codes: tuple[int, ...]) -> np.ndarray:
 def _ancestry(fe: FlatEvents, start: np.ndarray, kept: np.ndarray):
     """Walk each particle in ``start`` up its mother1 chain (vectorised over all walkers).
 
-    Returns (nearest kept ancestor, has hadron ancestor, has tau ancestor, has hard-process ancestor).
-    The walk stops at the beams (Pythia entries 1, 2) or the system entry.
+    Returns (nearest kept ancestor, flags) with flags ``from_hadron``, ``from_tau``, ``from_hard``,
+    ``from_b``, ``from_c`` (has such an ancestor). The walk stops at the beams (Pythia entries 1, 2) or
+    the system entry.
     """
     n = len(start)
     mother = np.full(n, -1, np.int64)
-    from_hadron = np.zeros(n, bool)
-    from_tau = np.zeros(n, bool)
-    from_hard = np.zeros(n, bool)
+    flags = {k: np.zeros(n, bool) for k in ("from_hadron", "from_tau", "from_hard", "from_b", "from_c")}
     aid = np.abs(fe.pid)
     hard = (np.abs(fe.status) >= 21) & (np.abs(fe.status) <= 29)
-    hadron = is_hadron(fe.pid)
+    hflav = fe.hadron_flavour
+    hadron, b_hadron, c_hadron = hflav > 0, hflav == 5, hflav == 4
+    tau = aid == 15
     walker = np.arange(n)
     cur = fe.mother1[start]
     for _ in range(10_000):  # depth bound; Pythia chains are a few hundred deep at most
@@ -54,13 +55,26 @@ def _ancestry(fe: FlatEvents, start: np.ndarray, kept: np.ndarray):
         walker, cur = walker[alive], cur[alive]
         if walker.size == 0:
             break
-        from_hadron[walker] |= hadron[cur]
-        from_tau[walker] |= aid[cur] == 15
-        from_hard[walker] |= hard[cur]
+        flags["from_hadron"][walker] |= hadron[cur]
+        flags["from_tau"][walker] |= tau[cur]
+        flags["from_hard"][walker] |= hard[cur]
+        flags["from_b"][walker] |= b_hadron[cur]
+        flags["from_c"][walker] |= c_hadron[cur]
         found = kept[cur] & (mother[walker] < 0)
         mother[walker[found]] = cur[found]
         cur = fe.mother1[cur]
-    return mother, from_hadron, from_tau, from_hard
+    return mother, flags
+
+
+def gen_flavour(fe: FlatEvents, src: np.ndarray) -> np.ndarray:
+    """NanoAOD lepton ``genPartFlav`` of the generator particles ``src``: 1 prompt, 15 from a prompt tau,
+    5 from a b hadron, 4 from a c hadron, 3 from a light hadron, 22 from a photon (conversion/splitting).
+    Fakes (no generator electron/muon) get 0 from the caller."""
+    _, f = _ancestry(fe, src, np.zeros(len(fe.pid), bool))
+    mother_photon = np.abs(fe.pid[np.maximum(fe.mother1[src], 0)]) == 22
+    return np.select(
+        [f["from_b"], f["from_c"], f["from_hadron"], mother_photon, f["from_tau"]], [5, 4, 3, 22, 15], 1
+    ).astype(np.uint8)
 
 
 def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -94,7 +108,8 @@ def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarr
     gen_local = np.full(len(fe.pid), -1, np.int64)
     gen_local[index] = np.arange(len(index)) - offsets[fe.evt[index]]
 
-    mother, from_hadron, from_tau, from_hard = _ancestry(fe, index, kept)
+    mother, f = _ancestry(fe, index, kept)
+    from_hadron, from_tau, from_hard = f["from_hadron"], f["from_tau"], f["from_hard"]
     mother_idx = np.where(mother >= 0, gen_local[np.maximum(mother, 0)], -1)
 
     pid = fe.pid[index]
@@ -103,7 +118,7 @@ def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarr
     first_copy = ~((m1 >= 0) & (fe.pid[np.maximum(m1, 0)] == pid))
     last_copy = ~((d1 >= 0) & (d1 == d2) & (fe.pid[np.maximum(d1, 0)] == pid))
     hard = (ast[index] >= 21) & (ast[index] <= 29)
-    direct_hadron = (m1 >= 0) & is_hadron(fe.pid[np.maximum(m1, 0)])
+    direct_hadron = (m1 >= 0) & (fe.hadron_flavour[np.maximum(m1, 0)] > 0)
     flags = (
         (~from_hadron).astype(np.int64) << 0
         | from_tau.astype(np.int64) << 2
@@ -113,7 +128,7 @@ def select_genparts(fe: FlatEvents, must_keep: np.ndarray) -> dict[str, np.ndarr
         | first_copy.astype(np.int64) << 12
         | last_copy.astype(np.int64) << 13
     )
-    decayed = ~final[index] & (is_hadron(pid) | (np.abs(pid) == 15)) & (d1 >= 0)
+    decayed = ~final[index] & ((fe.hadron_flavour[index] > 0) | (np.abs(pid) == 15)) & (d1 >= 0)
     status = np.where(final[index], 1, np.where(decayed, 2, ast[index]))
     pt = fe.pt[index]
     eta, phi = fe.eta_phi(index)

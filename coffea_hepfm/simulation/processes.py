@@ -140,7 +140,9 @@ _PROCESSES: tuple[Process, ...] = (
         ("PromptPhoton:all = on", "PhaseSpace:pTHatMin = 30."),
     ),
     # Downstream-only processes.
-    Process("tth_aa", "SM ttH with H -> gamma gamma", (*_TTH, *_H_TO_AA), role="downstream", cp_alpha_deg=0.0),
+    Process(
+        "tth_aa", "SM ttH with H -> gamma gamma", (*_TTH, *_H_TO_AA), role="downstream", cp_alpha_deg=0.0
+    ),
     Process(
         "tta_aa",
         "ttH, CP-odd top Yukawa (alpha = 90 deg, ME-reweighted), H -> gamma gamma",

@@ -1,9 +1,10 @@
 """Write detector output as a NanoAOD ``Events`` tree with uproot, atomically.
 
 Branch names and dtypes follow CMS NanoAOD v12 (checked against ``nano_tt_v12.root``): float32 kinematics,
-``Jet_hadronFlavour``/``Jet_jetId``/``*_cutBased`` uint8, ``*_genPartIdx``/``Jet_genJetIdx``/
-``GenPart_genPartIdxMother`` int16, ``GenPart_statusFlags`` uint16, ``*_pdgId``/``*_charge`` int32,
-``Muon_*Id`` bool, ``run``/``luminosityBlock`` uint32, ``event`` uint64, ``nX`` counters int32.
+``Jet_hadronFlavour``/``Jet_jetId``/``Jet_nConstituents``/``*_cutBased``/``*_genPartFlav``/``PV_npvs(Good)``
+uint8, ``*_genPartIdx``/``Jet_genJetIdx``/``GenPart_genPartIdxMother``/``*_partonFlavour`` int16,
+``GenPart_statusFlags`` uint16, ``*_pdgId``/``*_charge`` int32, ``Muon_*Id``/``*_mvaIso_WP*``/
+``Photon_mvaID_WP*`` bool, ``run``/``luminosityBlock`` uint32, ``event`` uint64, ``nX`` counters int32.
 
 The file is written under a hidden temporary name in the target folder and renamed when complete, so a
 chunk file either exists whole or not at all.
@@ -25,8 +26,11 @@ import numpy as np
 # Final dtypes per field; anything not listed is float32.
 _DTYPES = {
     "hadronFlavour": np.uint8,
+    "partonFlavour": np.int16,
     "jetId": np.uint8,
+    "nConstituents": np.uint8,
     "cutBased": np.uint8,
+    "genPartFlav": np.uint8,
     "genPartIdx": np.int16,
     "genJetIdx": np.int16,
     "genPartIdxMother": np.int16,
@@ -34,10 +38,22 @@ _DTYPES = {
     "pdgId": np.int32,
     "charge": np.int32,
     "status": np.int32,
+    "looseId": np.bool_,
     "mediumId": np.bool_,
     "tightId": np.bool_,
+    "mvaIso_WP90": np.bool_,
+    "mvaIso_WP80": np.bool_,
+    "mvaID_WP90": np.bool_,
+    "mvaID_WP80": np.bool_,
 }
-_SCALAR_DTYPES = {"Pileup_nPU": np.int32, "run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
+_SCALAR_DTYPES = {
+    "Pileup_nPU": np.int32,
+    "PV_npvs": np.uint8,
+    "PV_npvsGood": np.uint8,
+    "run": np.uint32,
+    "luminosityBlock": np.uint32,
+    "event": np.uint64,
+}
 TMP_PREFIX = ".tmp-"
 
 
