@@ -1,33 +1,45 @@
 """The in-process torch backend of :class:`~coffea_hepfm.score.HEPFMScore`.
 
 One :class:`LocalRunner` per process (created lazily on each Dask worker): it loads the model file with
-:func:`coffea_hepfm.model.io.load_model` (safetensors only), moves the scoring module to the device and
-scores flat graph inputs in mini-batches of ``batch_size`` events, so memory per call is bounded however
-large the chunk is.
+:func:`coffea_hepfm.model.io.load_model` (safetensors only), and scores flat graph inputs in mini-batches
+of ``batch_size`` events, so memory per call is bounded however large the chunk is.
+
+- CPU: :class:`coffea_hepfm.model.fused.FusedScoringModule` (matrix products in torch, the rest in fused
+  numba kernels; no TorchScript, which torch 2.13 deprecates). If it cannot be used here, the eager
+  ``ScoringModule`` (same values, slower) runs instead and a
+  :class:`~coffea_hepfm.model.fused.FusedKernelFallback` warning says why, once per process.
+- CUDA: the eager ``ScoringModule`` on the GPU, with the fully connected edges and their features
+  built on the GPU too (:class:`coffea_hepfm.triton.padded.EdgeFeatures`, the torch twin of
+  ``coffea_hepfm.graph.edges``), so the host only builds node features.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
 __all__ = ["DEFAULT_BATCH", "LocalRunner", "resolve_device"]
 
-#: Events per forward pass when ``batch_size=None``. On CPU small batches keep the per-edge activations
-#: (``E x hidden`` floats) in cache: 256 events run ~1.5x faster than 4096 (``coffea-hepfm bench score``);
-#: a GPU wants large batches.
-DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
+#: Events per forward pass when ``batch_size=None``. CPU: the fused kernels work in L2-sized edge tiles,
+#: so the batch only amortises per-call overhead (``docs/speed.md``); a GPU wants large batches
+#: (``coffea-hepfm bench gpu`` scans them).
+DEFAULT_BATCH = {"cpu": 1024, "cuda": 16384}
+
+_WARNED: set[str] = set()  # fallback reasons already reported in this process
 
 
-def _compile(module):
-    """TorchScript + freeze (folds weights into the graph: ~15-25% faster on CPU); eager if that fails."""
-    import torch
+def _warn_once(reason: str) -> None:
+    from coffea_hepfm.model.fused import FusedKernelFallback
 
-    try:
-        return torch.jit.freeze(torch.jit.script(module.eval()))
-    except Exception:  # a head torch.jit cannot script still works eagerly  # noqa: BLE001
-        return module.eval()
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        warnings.warn(
+            f"HEPFMScore on CPU runs the eager torch model (same scores, slower): {reason}",
+            FusedKernelFallback,
+            stacklevel=4,
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -102,7 +114,20 @@ class LocalRunner:
             batch_size = DEFAULT_BATCH[self.device.type]
         self.batch_size = int(batch_size)
         self.hidden = int(loaded.module.backbone.hidden)
-        self.module = _compile(loaded.scoring_module().to(self.device))
+        scoring = loaded.scoring_module()
+        #: Why the eager module runs instead of the fused CPU kernels ("" when they run, or on CUDA).
+        self.fallback_reason = ""
+        if self.device.type == "cpu":
+            from coffea_hepfm.model.fused import cpu_scoring_module
+
+            self.module, self.fallback_reason = cpu_scoring_module(scoring)
+            if self.fallback_reason:
+                _warn_once(self.fallback_reason)
+        else:
+            from coffea_hepfm.triton.padded import EdgeFeatures
+
+            self.module = scoring.to(self.device).requires_grad_(False)
+            self._edges = EdgeFeatures(self.graph_spec.node_features).to(self.device)
 
     def score(
         self, x: np.ndarray, counts: np.ndarray, u: np.ndarray, embedding: bool = False
@@ -128,9 +153,31 @@ class LocalRunner:
                 # Arrays from awkward can be read-only; torch wants writable memory (one batch copied).
                 xb = x[nodes] if x.flags.writeable else x[nodes].copy()
                 ub = u[start:stop] if u.flags.writeable else u[start:stop].copy()
-                graphs = GraphBatch.from_flat(xb, counts[start:stop], ub)
-                p, e = self.module(*graphs.to_torch(self.device))
+                if self.device.type == "cpu":
+                    graphs = GraphBatch.from_flat(xb, counts[start:stop], ub).to_torch()
+                else:
+                    graphs = self._device_graphs(xb, counts[start:stop], ub)
+                p, e = self.module(*graphs)
                 probs[start:stop] = p.float().cpu().numpy()
                 if emb is not None:
                     emb[start:stop] = e.float().cpu().numpy()
         return probs, emb
+
+    def _device_graphs(self, x: np.ndarray, counts: np.ndarray, u: np.ndarray):
+        """``(x, edge_index, edge_attr, u, batch)`` on the GPU: nodes copied once, edges built there in
+        the order of :func:`coffea_hepfm.graph.edges.edge_index` (event by event, source-major)."""
+        import torch
+
+        dev = self.device
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev, non_blocking=True)
+        ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)).to(dev, non_blocking=True)
+        n = torch.from_numpy(np.asarray(counts, dtype=np.int64)).to(dev, non_blocking=True)
+        batch = torch.repeat_interleave(torch.arange(n.numel(), device=dev), n)
+        start = torch.cumsum(n, 0) - n
+        m = int(counts.max()) if len(counts) else 0
+        slots = torch.arange(m, device=dev)
+        real = slots[None, :] < n[:, None]  # [B, m]
+        pairs = (real[:, :, None] & real[:, None, :] & (slots[:, None] != slots[None, :])).nonzero()
+        src = start[pairs[:, 0]] + pairs[:, 1]
+        dst = start[pairs[:, 0]] + pairs[:, 2]
+        return xt, torch.stack([src, dst]), self._edges(xt, src, dst), ut, batch

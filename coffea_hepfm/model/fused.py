@@ -1,0 +1,269 @@
+r"""CPU inference of a trained classifier with fused element-wise kernels: the local scoring path.
+
+:class:`FusedScoringModule` computes the same ``(probabilities, embedding)`` as
+:class:`~coffea_hepfm.model.heads.ScoringModule` (the eager ``HEPFMClassifier`` forward; equal within
+float32 rounding, ``tests/test_model_fused.py`` holds it to 1e-5) from the same weights, but organises
+each MLP as
+
+.. math::
+    \text{matrix product (MKL, via torch)} \;\to\; \text{one fused pass}
+
+The fused passes (:mod:`coffea_hepfm.model.kernels`) do, per edge row: the gathers of the per-node
+source/target terms of the factorised first layer, the bias, ReLU, LayerNorm, the residual add and the
+scatter-sum into the target node, so an edge-block step reads and writes the ``[E, hidden]`` state
+four times instead of ~20 and no scatter/index tensors are built. Buffers are reused between calls.
+
+The network's widths come from the model (``HEPFMNet.get_config()``); any ``hidden``,
+``mlp_layers >= 1``, ``n_proc_steps`` and ``aggr`` work. Not TorchScript, not ``torch.compile``: nothing
+to compile but the kernels (numba, cached on disk), nothing deprecated.
+
+Examples
+--------
+>>> fused = FusedScoringModule(load_model("tth_vs_ttbar").scoring_module())     # doctest: +SKIP
+>>> probs, emb = fused(*GraphBatch.from_flat(x, counts, u).to_torch())          # doctest: +SKIP
+>>> scorer, reason = cpu_scoring_module(scoring)   # fused, or eager and the reason  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from coffea_hepfm.errors import HEPFMWarning
+from coffea_hepfm.model import kernels as K
+from coffea_hepfm.model.heads import ScoringModule
+
+__all__ = ["FusedKernelFallback", "FusedScoringModule", "cpu_scoring_module"]
+
+#: Largest probability difference to the eager module that :func:`cpu_scoring_module` accepts.
+CHECK_ATOL = 1e-5
+
+
+class FusedKernelFallback(HEPFMWarning):
+    """The fused CPU kernels cannot run here; scoring uses the eager torch module (slower, same values)."""
+
+
+class _MLP:
+    """The Linear layers (transposed weights) and the final LayerNorm of one ``mlp()`` Sequential."""
+
+    def __init__(self, seq: nn.Sequential, factorised: bool):
+        mods = list(seq)
+        if not mods or not isinstance(mods[-1], nn.LayerNorm):
+            raise ValueError("an MLP must end in LayerNorm")
+        body = mods[:-1]
+        if factorised:  # the caller computes the first Linear: the Sequential starts with its ReLU
+            body = [None, *body]
+        if len(body) % 2 or len(body) < 2:
+            raise ValueError(f"unexpected MLP layout {[type(m).__name__ for m in mods]}")
+        self.layers: list[tuple[Tensor, np.ndarray]] = []
+        for lin, act in zip(body[::2], body[1::2], strict=True):
+            if not isinstance(act, nn.ReLU) or not (lin is None or isinstance(lin, nn.Linear)):
+                raise ValueError(f"unexpected MLP layout {[type(m).__name__ for m in mods]}")
+            if lin is None:
+                self.layers.append((None, None))
+            else:
+                b = lin.bias if lin.bias is not None else torch.zeros(lin.out_features)
+                self.layers.append((lin.weight.detach().t().contiguous(), b.detach().numpy().copy()))
+        ln = mods[-1]
+        if len(ln.normalized_shape) != 1:
+            raise ValueError("LayerNorm must normalise the last dimension only")
+        width = ln.normalized_shape[0]
+        gamma = ln.weight if ln.weight is not None else torch.ones(width)
+        beta = ln.bias if ln.bias is not None else torch.zeros(width)
+        self.ln = (gamma.detach().numpy().copy(), beta.detach().numpy().copy(), np.float32(ln.eps))
+        self.width = width
+
+
+class FusedScoringModule:
+    """``(x, edge_index, edge_attr, u, batch) -> (probs [B, C], embedding [B, hidden])`` on CPU.
+
+    Parameters
+    ----------
+    scoring : ScoringModule
+        The module whose function this computes (its weights are copied; later changes to the module
+        are not seen).
+
+    Notes
+    -----
+    Inputs as :meth:`coffea_hepfm.graph.GraphBatch.to_torch` gives them (float32 / int64 CPU tensors;
+    any graph, not only fully connected ones). Single-threaded kernels; the matrix products use torch's
+    thread setting. Not an ``nn.Module``: inference only, no autograd.
+    """
+
+    def __init__(self, scoring: ScoringModule, tile: int = 2048):
+        self.tile = int(tile)
+        if not isinstance(scoring, ScoringModule):
+            raise TypeError(f"need a ScoringModule, got {type(scoring).__name__}")
+        clf = scoring.classifier
+        net = clf.backbone
+        self.net = net
+        self.head = clf.head.eval()
+        self.sigmoid = bool(scoring.sigmoid)
+        self.hidden = net.hidden
+        self.steps = net.n_proc_steps
+        self.mean = net.aggr == "mean"
+        eb, nb = net.edge_block, net.node_block
+        self.node_enc = _MLP(net.node_encoder, False)
+        self.edge_enc = _MLP(net.edge_encoder, False)
+        self.glob_enc = _MLP(net.global_encoder, False)
+        self.edge_mlp = _MLP(eb.tail, True)
+        self.node_mlp = _MLP(nb.tail, True)
+        self.glob_mlp = _MLP(net.global_block.mlp, False)
+        self.decoder = _MLP(net.decoder, False)
+
+        def t(lin):
+            return lin.weight.detach().t().contiguous()
+
+        self.w_src, self.w_dst, self.w_eglob, self.w_edge = (
+            t(eb.lin_src),
+            t(eb.lin_dst),
+            t(eb.lin_glob),
+            t(eb.lin_edge),
+        )
+        self.b_edge = eb.lin_edge.bias.detach().clone()
+        self.w_node, self.w_aggr, self.w_nglob = t(nb.lin_node), t(nb.lin_aggr), t(nb.lin_glob)
+        self.b_node = nb.lin_node.bias.detach().clone()
+        self._zero = np.zeros(self.hidden, dtype=np.float32)
+        self._none_f = np.zeros((0, self.hidden), dtype=np.float32)
+        self._none_i = np.zeros(0, dtype=np.int64)
+        self._ws: dict[str, Tensor] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _buf(self, name: str, rows: int, cols: int | None = None) -> Tensor:
+        """A reused ``[rows, cols]`` float32 buffer (grown by 1.5x when too small): no page faults per call."""
+        cols = self.hidden if cols is None else cols
+        buf = self._ws.get(name)
+        if buf is None or buf.size(0) < rows or buf.size(1) != cols:
+            buf = torch.empty((max(rows, int(1.5 * (0 if buf is None else buf.size(0)))), cols))
+            self._ws[name] = buf
+        return buf[:rows]
+
+    def _tail(self, P: Tensor, mlp: _MLP, out: Tensor, residual: bool, index, pool) -> None:
+        """``P`` is the ReLU'd output of the MLP's first layer: run the other layers, LayerNorm, the
+        residual add into ``out`` and the scatter-sum of ``out`` into ``pool[index]``."""
+        x = P
+        n = len(mlp.layers)
+        if n == 1:  # relu(P) + 0 is P: the LayerNorm kernel only normalises
+            K.bias_relu_layer_norm(P.numpy(), self._zero, *mlp.ln, out.numpy(), residual, index, pool)
+            return
+        for i in range(1, n):
+            w, b = mlp.layers[i]
+            q = self._buf(f"mlp{i % 2}", x.size(0), w.size(1))
+            torch.mm(x, w, out=q)
+            if i == n - 1:
+                K.bias_relu_layer_norm(q.numpy(), b, *mlp.ln, out.numpy(), residual, index, pool)
+            else:
+                K.bias_act(q.numpy(), b)
+                x = q
+
+    def _mlp(self, X: Tensor, mlp: _MLP, out: Tensor, residual: bool = False) -> None:
+        w, b = mlp.layers[0]
+        p = self._buf("first", X.size(0), w.size(1))
+        if w.size(0) <= 16:  # small fan-in (node / edge features): memory bound, one fused pass
+            K.small_linear(X.numpy(), w.numpy(), b, p.numpy(), True)
+        else:
+            torch.mm(X, w, out=p)
+            K.bias_act(p.numpy(), b)
+        self._tail(p, mlp, out, residual, self._none_i, self._none_f)
+
+    # -- forward -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def __call__(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, u: Tensor, batch: Tensor):
+        net = self.net
+        net._check(x, edge_index, edge_attr, u, batch)
+        x, edge_attr, u = (t.contiguous().float() for t in (x, edge_attr, u))
+        src = edge_index[0].contiguous().numpy()
+        dst = edge_index[1].contiguous().numpy()
+        bidx = batch.contiguous().numpy()
+        n_nodes, n_edges, n_events = x.size(0), edge_attr.size(0), u.size(0)
+        H = self.hidden
+
+        h = torch.empty(n_nodes, H)
+        e = torch.empty(n_edges, H)
+        g = torch.empty(n_events, H)
+        self._mlp(x, self.node_enc, h)
+        self._mlp(edge_attr, self.edge_enc, e)
+        self._mlp(u, self.glob_enc, g)
+
+        inv_degree = inv_nodes = inv_edges = None
+        if self.mean:  # counts once per forward; max(count, 1): empty nodes/events pool to zero
+            degree = np.bincount(dst, minlength=n_nodes).astype(np.float32)
+            per_event = np.bincount(bidx, minlength=n_events).astype(np.float32)
+            edges_per_event = np.bincount(bidx, weights=degree, minlength=n_events).astype(np.float32)
+            inv_degree = torch.from_numpy(1.0 / np.maximum(degree, 1.0))[:, None]
+            inv_nodes = torch.from_numpy(1.0 / np.maximum(per_event, 1.0))[:, None]
+            inv_edges = torch.from_numpy(1.0 / np.maximum(edges_per_event, 1.0))[:, None]
+
+        edge_sum = torch.empty(n_nodes, H)
+        node_sum = torch.empty(n_events, H)
+        edge_pool = torch.empty(n_events, H)
+        for _ in range(self.steps):
+            # Edge block: P = e W_e^T + S[src] + D[dst], S = x W_s^T + (g W_u^T)[batch] + b.
+            s = torch.mm(h, self.w_src)
+            s += torch.mm(g, self.w_eglob).index_select(0, batch)
+            s += self.b_edge
+            d = torch.mm(h, self.w_dst)
+            edge_sum.zero_()
+            # In row tiles that stay in L2 (the products run faster there, and so do the kernels).
+            for r0 in range(0, n_edges, self.tile):
+                r1 = min(r0 + self.tile, n_edges)
+                p = self._buf("edge", r1 - r0)
+                torch.mm(e[r0:r1], self.w_edge, out=p)
+                K.gather_add(p.numpy(), s.numpy(), src[r0:r1], d.numpy(), dst[r0:r1], True)
+                self._tail(p, self.edge_mlp, e[r0:r1], True, dst[r0:r1], edge_sum.numpy())
+            # Node block: P = x W_x^T + b + aggr W_a^T + (g W_u^T)[batch].
+            aggr = edge_sum * inv_degree if inv_degree is not None else edge_sum
+            pn = self._buf("node", n_nodes)
+            torch.addmm(self.b_node, h, self.w_node, out=pn)
+            pn.addmm_(aggr, self.w_aggr)
+            K.gather_add(
+                pn.numpy(), torch.mm(g, self.w_nglob).numpy(), bidx, self._none_f, self._none_i, True
+            )
+            node_sum.zero_()
+            self._tail(pn, self.node_mlp, h, True, bidx, node_sum.numpy())
+            # Global block on [g, mean/sum of nodes, mean/sum of edges].
+            edge_pool.zero_()
+            K.add_rows(edge_pool.numpy(), edge_sum.numpy(), bidx)
+            if inv_nodes is not None and inv_edges is not None:
+                pools = (node_sum * inv_nodes, edge_pool * inv_edges)
+            else:
+                pools = (node_sum, edge_pool)
+            self._mlp(torch.cat([g, *pools], dim=1), self.glob_mlp, g, residual=True)
+        emb = torch.empty(n_events, H)
+        self._mlp(g, self.decoder, emb)
+        logits = self.head(emb).float()
+        probs = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+        return probs, emb
+
+
+def cpu_scoring_module(scoring: ScoringModule, check: bool = True):
+    """The fastest CPU scorer for ``scoring``: ``(callable, "")``, or ``(scoring, reason)`` when the
+    fused kernels cannot be used (numba missing, an unsupported layer layout, or, with ``check``, a
+    self-check on random graphs that differs from the eager module by more than :data:`CHECK_ATOL`).
+
+    The caller says why it falls back (see ``coffea_hepfm.score.local``); nothing here warns.
+    """
+    ok, reason = K.available()
+    if not ok:
+        return scoring, reason
+    try:
+        fused = FusedScoringModule(scoring)
+        if check:
+            from coffea_hepfm.model.bench import random_graphs
+
+            net = scoring.classifier.backbone
+            counts = torch.tensor([0, 1, 2, 5, 9, 3])
+            graphs = random_graphs(len(counts), net.n_node, net.n_edge, net.n_global, node_counts=counts)
+            with torch.inference_mode():
+                want = scoring(*graphs)
+            got = fused(*graphs)
+            diff = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
+            if not diff <= CHECK_ATOL:
+                return (
+                    scoring,
+                    f"the fused kernels differ from the eager module by {diff:.2g} on a self-check",
+                )
+    except Exception as err:  # noqa: BLE001 - any failure means: use the eager module, and say why
+        return scoring, f"fused kernels unavailable: {type(err).__name__}: {err}"
+    return fused, ""
