@@ -73,15 +73,27 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         chunk_size: int = typer.Option(100_000, "--chunk-size", "-c", help="Events per chunk."),
         workdir: Path = typer.Option(Path("/tmp/coffea-hepfm-bench"), "--workdir", help="Scratch folder."),
         memory: bool = typer.Option(
-            True, "--memory/--no-memory", help="Also measure peak RSS vs chunk size."
+            True,
+            "--memory/--no-memory",
+            help="Also measure peak RSS of `coffea-hepfm score` on the file at chunk sizes N/4 and N "
+            "(fresh process each; per-chunk peaks).",
         ),
         dense_events: int = typer.Option(20_000, "--dense-events", help="Events for (d), the slow baseline."),
+        network_events: int = typer.Option(
+            50_000, "--network-events", help="Events for (e), the network alone."
+        ),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write every figure (and machine, command) here."
+        ),
     ) -> None:
-        """Events/s/core for (a) read, (b) read+graph, (c) read+graph+HEPFMScore, (d) coffea torch_wrapper
-        on padded dense input, plus peak memory for two chunk sizes; prints the ratios."""
+        """Events/CPU-s for (a) read, (b) read+graph, (c) read+graph+HEPFMScore, (d) coffea torch_wrapper
+        on padded dense input, (e) the network alone vs the measured matmul rate, plus peak memory for
+        two chunk sizes; prints the goals."""
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.score.bench import run_benchmark
 
-        run_benchmark(
+        start = machine_info()
+        res = run_benchmark(
             model=model,
             sources=source or None,
             n_events=events,
@@ -89,4 +101,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             workdir=workdir,
             memory=memory,
             dense_events=dense_events,
+            network_events=network_events,
         )
+        if json_path is not None:
+            typer.echo(f"wrote {write_json(json_path, 'score', res, start)}")

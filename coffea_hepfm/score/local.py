@@ -114,6 +114,14 @@ class LocalRunner:
             batch_size = DEFAULT_BATCH[self.device.type]
         self.batch_size = int(batch_size)
         self.hidden = int(loaded.module.backbone.hidden)
+        self.sha256 = loaded.sha256
+        #: ``HEPFMNet.get_config()`` and the head's Linear shapes (to count FLOPs in benchmarks).
+        self.net_config = loaded.module.backbone.get_config()
+        self.head_linears = [
+            (m.in_features, m.out_features)
+            for m in loaded.module.head.modules()
+            if isinstance(m, torch.nn.Linear)
+        ]
         scoring = loaded.scoring_module()
         #: Why the eager module runs instead of the fused CPU kernels ("" when they run, or on CUDA).
         self.fallback_reason = ""
