@@ -15,14 +15,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         batch_size: int = typer.Option(10_000, "--batch-size", help="Events per GraphBatch (edges)."),
         max_photons: int = typer.Option(4, help="GraphSpec.max_photons (0 for files without Photon)."),
         compression: str = typer.Option(None, help="Skim codec, e.g. lzma:9, zstd:5 (default: as input)."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
         """Time reading the needed columns, building node records, and building edge batches."""
         from rich.console import Console
         from rich.table import Table
 
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.graph import GraphSpec
         from coffea_hepfm.graph.bench import bench_graph
 
+        start = machine_info()
         spec = GraphSpec(max_photons=max_photons)
         r = bench_graph(files, spec, n_events=events, batch_size=batch_size, compression=compression)
         table = Table(
@@ -43,3 +48,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             f"record / read: {r['record_over_read_cpu']:.2f} (cpu), {r['record_over_read_wall']:.2f} (wall); "
             f"goal <= 0.2. Load average {r['load_avg_1min']:.1f} on {r['cores']} cores."
         )
+        if json_path is not None:
+            figures = {"graph_spec": spec.to_dict(), **r}
+            console.print(f"wrote {write_json(json_path, 'graph', figures, start)}")

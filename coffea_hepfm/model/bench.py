@@ -170,18 +170,19 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 
 def time_model(fn, batches: list[Graphs], min_seconds: float = 2.0) -> tuple[float, int]:
-    """Run ``fn(*batch)`` over ``batches`` in turn (one warm-up batch first) for ``min_seconds``.
+    """Run ``fn(*batch)`` over ``batches`` in turn (one warm-up batch first) for ``min_seconds`` of CPU.
 
-    Returns ``(seconds, events)`` of the timed calls (at least one batch).
+    Returns ``(cpu_seconds, events)`` of the timed calls (at least one batch). CPU seconds of this
+    process (``time.process_time``): on a shared machine, time spent descheduled does not count.
     """
     with torch.inference_mode():
         fn(*batches[0])
-        events, t0 = 0, time.perf_counter()
+        events, t0 = 0, time.process_time()
         while True:
             for b in batches:
                 fn(*b)
                 events += b[3].size(0)
-                elapsed = time.perf_counter() - t0
+                elapsed = time.process_time() - t0
                 if elapsed >= min_seconds:
                     return elapsed, events
 

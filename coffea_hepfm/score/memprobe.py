@@ -67,7 +67,6 @@ def reset_peak_rss() -> bool:
 def memory_run(file: str, model: str, chunk_size: int, out: str) -> dict:
     """Score ``file`` chunk by chunk in *this* process; baseline RSS and the peak RSS of every chunk."""
     import torch
-
     import uproot
 
     from coffea_hepfm.score.files import Chunk, score_chunk, score_files

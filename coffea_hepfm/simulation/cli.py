@@ -90,10 +90,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         process: str = typer.Option("ttbar", help="Process to benchmark."),
         events: int = typer.Option(2000, "--events", help="Events per measurement."),
         workers: int = typer.Option(2, "--workers", help="Dask workers for the speed-up."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
         """Full-chain events/s/core vs raw Pythia, and the Dask speed-up."""
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.simulation.bench import bench_simulation
 
+        start = machine_info()
         r = bench_simulation(process, events, workers)
         typer.echo(f"process {process}, {events} events, Pythia MPI off, {os.cpu_count()} CPUs visible")
         typer.echo(f"raw Pythia (pythia.next):         {r['raw_eps']:8.1f} events/s")
@@ -102,3 +107,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         typer.echo(f"in-process, 4 chunks:             {r['serial_eps']:8.1f} events/s")
         typer.echo(f"Dask, {workers} workers, 4 chunks:        {r['dask_eps']:8.1f} events/s")
         typer.echo(f"speed-up with {workers} workers:          {r['speedup']:8.2f}x   (goal >= 1.8x)")
+        if json_path is not None:
+            typer.echo(f"wrote {write_json(json_path, 'simulate', {'process': process, **r}, start)}")
