@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["DEFAULT_BATCH", "LocalRunner", "resolve_device"]
+__all__ = ["DEFAULT_BATCH", "LocalRunner", "device_graphs", "resolve_device"]
 
 #: Events per forward pass when ``batch_size=None``. CPU: the fused kernels work in L2-sized edge tiles,
 #: so the batch only amortises per-call overhead (``docs/speed.md``); a GPU wants large batches
@@ -135,7 +135,7 @@ class LocalRunner:
             from coffea_hepfm.triton.padded import EdgeFeatures
 
             self.module = scoring.to(self.device).requires_grad_(False)
-            self._edges = EdgeFeatures(self.graph_spec.node_features).to(self.device)
+            self.edge_features = EdgeFeatures(self.graph_spec.node_features).to(self.device)
 
     def score(
         self, x: np.ndarray, counts: np.ndarray, u: np.ndarray, embedding: bool = False
@@ -164,28 +164,34 @@ class LocalRunner:
                 if self.device.type == "cpu":
                     graphs = GraphBatch.from_flat(xb, counts[start:stop], ub).to_torch()
                 else:
-                    graphs = self._device_graphs(xb, counts[start:stop], ub)
+                    graphs = device_graphs(xb, counts[start:stop], ub, self.device, self.edge_features)
                 p, e = self.module(*graphs)
                 probs[start:stop] = p.float().cpu().numpy()
                 if emb is not None:
                     emb[start:stop] = e.float().cpu().numpy()
         return probs, emb
 
-    def _device_graphs(self, x: np.ndarray, counts: np.ndarray, u: np.ndarray):
-        """``(x, edge_index, edge_attr, u, batch)`` on the GPU: nodes copied once, edges built there in
-        the order of :func:`coffea_hepfm.graph.edges.edge_index` (event by event, source-major)."""
-        import torch
 
-        dev = self.device
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev, non_blocking=True)
-        ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)).to(dev, non_blocking=True)
-        n = torch.from_numpy(np.asarray(counts, dtype=np.int64)).to(dev, non_blocking=True)
-        batch = torch.repeat_interleave(torch.arange(n.numel(), device=dev), n)
-        start = torch.cumsum(n, 0) - n
-        m = int(counts.max()) if len(counts) else 0
-        slots = torch.arange(m, device=dev)
-        real = slots[None, :] < n[:, None]  # [B, m]
-        pairs = (real[:, :, None] & real[:, None, :] & (slots[:, None] != slots[None, :])).nonzero()
-        src = start[pairs[:, 0]] + pairs[:, 1]
-        dst = start[pairs[:, 0]] + pairs[:, 2]
-        return xt, torch.stack([src, dst]), self._edges(xt, src, dst), ut, batch
+def device_graphs(x: np.ndarray, counts: np.ndarray, u: np.ndarray, device, edge_features):
+    """``(x, edge_index, edge_attr, u, batch)`` built on ``device`` from flat host nodes.
+
+    The nodes are copied once; the fully connected edges are made there in the order of
+    :func:`coffea_hepfm.graph.edges.edge_index` (event by event, source-major) and their features by
+    ``edge_features`` (:class:`coffea_hepfm.triton.padded.EdgeFeatures`, the torch twin of
+    :func:`coffea_hepfm.graph.edges.edge_attr`). On a GPU this keeps the ``O(n^2)`` edge work off the
+    host; ``tests/test_score_gpu.py`` checks it against ``GraphBatch.from_flat`` on CPU.
+    """
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, non_blocking=True)
+    ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)).to(device, non_blocking=True)
+    n = torch.from_numpy(np.asarray(counts, dtype=np.int64)).to(device, non_blocking=True)
+    batch = torch.repeat_interleave(torch.arange(n.numel(), device=device), n)
+    start = torch.cumsum(n, 0) - n
+    m = int(counts.max()) if len(counts) else 0
+    slots = torch.arange(m, device=device)
+    real = slots[None, :] < n[:, None]  # [B, m]
+    pairs = (real[:, :, None] & real[:, None, :] & (slots[:, None] != slots[None, :])).nonzero()
+    src = start[pairs[:, 0]] + pairs[:, 1]
+    dst = start[pairs[:, 0]] + pairs[:, 2]
+    return xt, torch.stack([src, dst]), edge_features(xt, src, dst), ut, batch
