@@ -105,3 +105,41 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         )
         if json_path is not None:
             typer.echo(f"wrote {write_json(json_path, 'score', res, start)}")
+
+    @bench.command("gpu")
+    def bench_gpu_cmd(
+        model: str = typer.Option("tth_vs_ttbar", "--model", "-m", help="Shipped model name or model file."),
+        device: str = typer.Option("auto", "--device", help="auto | cuda | cpu (cpu: to try it out)."),
+        batch_size: list[int] = typer.Option(
+            None, "--batch-size", "-b", help="Events per forward to scan (default 4096..262144 on a GPU)."
+        ),
+        full_events: int = typer.Option(200_000, help="Events for the full path (read + nodes + score)."),
+        triton_events: int = typer.Option(200_000, help="Events for Triton behind 2 Dask workers."),
+        seconds: float = typer.Option(2.0, help="Timed seconds per measurement."),
+        source: list[Path] = typer.Option(
+            None, "--source", help="NanoAOD files (default: the shared CMS mix)."
+        ),
+        triton: bool = typer.Option(True, "--triton/--no-triton", help="Also measure Triton + Dask."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write every figure (and machine, command) here."
+        ),
+    ) -> None:
+        """HEPFMScore's local path on a GPU (network alone, from flat nodes, full path) and Triton on the
+        GPU behind 2 Dask workers; same as `python -m coffea_hepfm.score.gpu` (which needs no coffea)."""
+        from coffea_hepfm.benchjson import machine_info, write_json
+        from coffea_hepfm.score.gpu import _table, run_gpu_check
+
+        start = machine_info()
+        res = run_gpu_check(
+            model,
+            device,
+            tuple(batch_size or ()) or None,
+            full_events,
+            triton_events,
+            seconds,
+            source or None,
+            triton,
+        )
+        typer.echo(_table(res))
+        if json_path is not None:
+            typer.echo(f"wrote {write_json(json_path, 'gpu', res, start)}")
