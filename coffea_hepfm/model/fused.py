@@ -130,42 +130,69 @@ class FusedScoringModule:
         self._ws: dict[str, Tensor] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _buf(self, name: str, rows: int, cols: int | None = None) -> Tensor:
-        """A reused ``[rows, cols]`` float32 buffer (grown by 1.5x when too small): no page faults per call."""
+    def _buf(self, name: str, rows: int, cols: int | None = None) -> tuple[Tensor, np.ndarray]:
+        """A reused ``[rows, cols]`` float32 buffer, as a tensor and a numpy view of the same memory
+        (grown by 1.5x when too small: no page faults and no allocations per call)."""
         cols = self.hidden if cols is None else cols
         buf = self._ws.get(name)
-        if buf is None or buf.size(0) < rows or buf.size(1) != cols:
-            buf = torch.empty((max(rows, int(1.5 * (0 if buf is None else buf.size(0)))), cols))
-            self._ws[name] = buf
-        return buf[:rows]
+        if buf is None or buf[0].size(0) < rows or buf[0].size(1) != cols:
+            t = torch.empty((max(rows, int(1.5 * (0 if buf is None else buf[0].size(0)))), cols))
+            buf = self._ws[name] = (t, t.numpy())
+        return buf[0][:rows], buf[1][:rows]
 
-    def _tail(self, P: Tensor, mlp: _MLP, out: Tensor, residual: bool, index, pool) -> None:
-        """``P`` is the ReLU'd output of the MLP's first layer: run the other layers, LayerNorm, the
-        residual add into ``out`` and the scatter-sum of ``out`` into ``pool[index]``."""
-        x = P
-        n = len(mlp.layers)
-        if n == 1:  # relu(P) + 0 is P: the LayerNorm kernel only normalises
-            K.bias_relu_layer_norm(P.numpy(), self._zero, *mlp.ln, out.numpy(), residual, index, pool)
-            return
-        for i in range(1, n):
-            w, b = mlp.layers[i]
-            q = self._buf(f"mlp{i % 2}", x.size(0), w.size(1))
-            torch.mm(x, w, out=q)
-            if i == n - 1:
-                K.bias_relu_layer_norm(q.numpy(), b, *mlp.ln, out.numpy(), residual, index, pool)
-            else:
-                K.bias_act(q.numpy(), b)
-                x = q
+    def _run(self, rows: int, first, mlp: _MLP, out: np.ndarray, residual: bool, index, pool) -> None:
+        r"""One MLP over ``rows`` rows, in row tiles of :attr:`tile` (so that the tile's activations
+        stay in L2 between the products and the kernels).
 
-    def _mlp(self, X: Tensor, mlp: _MLP, out: Tensor, residual: bool = False) -> None:
+        ``first(r0, r1, p, p_np)`` writes the tile's ReLU'd first layer into ``p``; then come the other
+        Linear layers (matrix product, then bias + ReLU in place), and the last one's kernel adds
+        ``LayerNorm(...)`` into ``out[r0:r1]`` (``residual``) or writes it there, and scatter-sums the
+        result into ``pool[index[r0:r1]]`` when ``pool`` has rows.
+        """
+        layers, ln = mlp.layers, mlp.ln
+        n = len(layers)
+        tile = min(self.tile, max(rows, 1))
+        p_t, p_n = self._buf("p", tile)
+        q_bufs = [self._buf(f"q{i}", tile, layers[i][0].size(1)) for i in range(1, min(n, 3))]
+        pooled = pool.shape[0] > 0
+        for r0 in range(0, rows, tile):
+            r1 = min(r0 + tile, rows)
+            k = r1 - r0
+            pt, pn = (p_t, p_n) if k == tile else (p_t[:k], p_n[:k])
+            first(r0, r1, pt, pn)
+            ix = index[r0:r1] if pooled else index
+            if n == 1:  # relu(P) + 0 is P: the LayerNorm kernel only normalises
+                K.bias_relu_layer_norm(pn, self._zero, *ln, out[r0:r1], residual, ix, pool)
+                continue
+            xt = pt
+            for i in range(1, n):
+                w, b = layers[i]
+                qt, qn = q_bufs[(i - 1) % 2]
+                if k != tile:
+                    qt, qn = qt[:k], qn[:k]
+                torch.mm(xt, w, out=qt)
+                if i == n - 1:
+                    K.bias_relu_layer_norm(qn, b, *ln, out[r0:r1], residual, ix, pool)
+                else:
+                    K.bias_act(qn, b)
+                    xt = qt
+
+    def _mlp(self, X: Tensor, mlp: _MLP, out: np.ndarray, residual: bool = False) -> None:
+        """An ordinary MLP (encoders, global block, decoder) on the rows of ``X``."""
         w, b = mlp.layers[0]
-        p = self._buf("first", X.size(0), w.size(1))
-        if w.size(0) <= 16:  # small fan-in (node / edge features): memory bound, one fused pass
-            K.small_linear(X.numpy(), w.numpy(), b, p.numpy(), True)
+        if w.size(0) <= 16:  # small fan-in (node / edge / global features): memory bound, one fused pass
+            Xn, wn = X.numpy(), w.numpy()
+
+            def first(r0, r1, pt, pn):
+                K.small_linear(Xn[r0:r1], wn, b, pn, True)
+
         else:
-            torch.mm(X, w, out=p)
-            K.bias_act(p.numpy(), b)
-        self._tail(p, mlp, out, residual, self._none_i, self._none_f)
+
+            def first(r0, r1, pt, pn):
+                torch.mm(X[r0:r1], w, out=pt)
+                K.bias_act(pn, b)
+
+        self._run(X.size(0), first, mlp, out, residual, self._none_i, self._none_f)
 
     # -- forward -------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -179,12 +206,11 @@ class FusedScoringModule:
         n_nodes, n_edges, n_events = x.size(0), edge_attr.size(0), u.size(0)
         H = self.hidden
 
-        h = torch.empty(n_nodes, H)
-        e = torch.empty(n_edges, H)
-        g = torch.empty(n_events, H)
-        self._mlp(x, self.node_enc, h)
-        self._mlp(edge_attr, self.edge_enc, e)
-        self._mlp(u, self.glob_enc, g)
+        h, e, g = torch.empty(n_nodes, H), torch.empty(n_edges, H), torch.empty(n_events, H)
+        h_np, e_np, g_np = h.numpy(), e.numpy(), g.numpy()
+        self._mlp(x, self.node_enc, h_np)
+        self._mlp(edge_attr, self.edge_enc, e_np)
+        self._mlp(u, self.glob_enc, g_np)
 
         inv_degree = inv_nodes = inv_edges = None
         if self.mean:  # counts once per forward; max(count, 1): empty nodes/events pool to zero
@@ -195,43 +221,46 @@ class FusedScoringModule:
             inv_nodes = torch.from_numpy(1.0 / np.maximum(per_event, 1.0))[:, None]
             inv_edges = torch.from_numpy(1.0 / np.maximum(edges_per_event, 1.0))[:, None]
 
-        edge_sum = torch.empty(n_nodes, H)
-        node_sum = torch.empty(n_events, H)
-        edge_pool = torch.empty(n_events, H)
+        edge_sum, node_sum, edge_pool = (
+            torch.empty(n_nodes, H),
+            torch.empty(n_events, H),
+            torch.empty(n_events, H),
+        )
+        es_np, ns_np, ep_np = edge_sum.numpy(), node_sum.numpy(), edge_pool.numpy()
         for _ in range(self.steps):
             # Edge block: P = e W_e^T + S[src] + D[dst], S = x W_s^T + (g W_u^T)[batch] + b.
             s = torch.mm(h, self.w_src)
             s += torch.mm(g, self.w_eglob).index_select(0, batch)
             s += self.b_edge
-            d = torch.mm(h, self.w_dst)
+            s_np, d_np = s.numpy(), torch.mm(h, self.w_dst).numpy()
+
+            def edge_first(r0, r1, pt, pn, s_np=s_np, d_np=d_np):
+                torch.mm(e[r0:r1], self.w_edge, out=pt)
+                K.gather_add(pn, s_np, src[r0:r1], d_np, dst[r0:r1], True)
+
             edge_sum.zero_()
-            # In row tiles that stay in L2 (the products run faster there, and so do the kernels).
-            for r0 in range(0, n_edges, self.tile):
-                r1 = min(r0 + self.tile, n_edges)
-                p = self._buf("edge", r1 - r0)
-                torch.mm(e[r0:r1], self.w_edge, out=p)
-                K.gather_add(p.numpy(), s.numpy(), src[r0:r1], d.numpy(), dst[r0:r1], True)
-                self._tail(p, self.edge_mlp, e[r0:r1], True, dst[r0:r1], edge_sum.numpy())
+            self._run(n_edges, edge_first, self.edge_mlp, e_np, True, dst, es_np)
             # Node block: P = x W_x^T + b + aggr W_a^T + (g W_u^T)[batch].
             aggr = edge_sum * inv_degree if inv_degree is not None else edge_sum
-            pn = self._buf("node", n_nodes)
-            torch.addmm(self.b_node, h, self.w_node, out=pn)
-            pn.addmm_(aggr, self.w_aggr)
-            K.gather_add(
-                pn.numpy(), torch.mm(g, self.w_nglob).numpy(), bidx, self._none_f, self._none_i, True
-            )
+            gn_np = torch.mm(g, self.w_nglob).numpy()
+
+            def node_first(r0, r1, pt, pn, aggr=aggr, gn_np=gn_np):
+                torch.addmm(self.b_node, h[r0:r1], self.w_node, out=pt)
+                pt.addmm_(aggr[r0:r1], self.w_aggr)
+                K.gather_add(pn, gn_np, bidx[r0:r1], self._none_f, self._none_i, True)
+
             node_sum.zero_()
-            self._tail(pn, self.node_mlp, h, True, bidx, node_sum.numpy())
+            self._run(n_nodes, node_first, self.node_mlp, h_np, True, bidx, ns_np)
             # Global block on [g, mean/sum of nodes, mean/sum of edges].
             edge_pool.zero_()
-            K.add_rows(edge_pool.numpy(), edge_sum.numpy(), bidx)
+            K.add_rows(ep_np, es_np, bidx)
             if inv_nodes is not None and inv_edges is not None:
                 pools = (node_sum * inv_nodes, edge_pool * inv_edges)
             else:
                 pools = (node_sum, edge_pool)
-            self._mlp(torch.cat([g, *pools], dim=1), self.glob_mlp, g, residual=True)
+            self._mlp(torch.cat([g, *pools], dim=1), self.glob_mlp, g_np, residual=True)
         emb = torch.empty(n_events, H)
-        self._mlp(g, self.decoder, emb)
+        self._mlp(g, self.decoder, emb.numpy())
         logits = self.head(emb).float()
         probs = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
         return probs, emb
