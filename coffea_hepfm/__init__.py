@@ -8,13 +8,33 @@ The package follows the data flow, one folder per stage::
 Users need one import::
 
     from coffea_hepfm import HEPFMScore
+
+The stage sub-packages load on first use, so ``import coffea_hepfm; coffea_hepfm.models.available()``
+works without importing torch or coffea.
 """
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 __all__ = ["HEPFMScore", "GraphSpec", "__version__"]
+
+# Sub-packages reachable as attributes (``coffea_hepfm.models``) without an explicit import.
+_SUBPACKAGES = (
+    "errors",
+    "graph",
+    "model",
+    "models",
+    "nanoaod",
+    "processors",
+    "score",
+    "simulation",
+    "threads",
+    "training",
+    "triton",
+)
 
 
 def __getattr__(name: str):
@@ -27,4 +47,6 @@ def __getattr__(name: str):
         from coffea_hepfm.graph import GraphSpec
 
         return GraphSpec
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"coffea_hepfm.{name}")
     raise AttributeError(f"module 'coffea_hepfm' has no attribute {name!r}")

@@ -17,7 +17,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def demo(
         events: int = typer.Option(500, "--events", "-n", min=1, help="Events per process."),
         seed: int = typer.Option(2026, help="Generator seed."),
-        out: Path | None = typer.Option(None, help="Keep the simulated NanoAOD here (default: a temp dir)."),
+        out: Path | None = typer.Option(
+            None, help="Keep the simulated NanoAOD in this folder (default: a temporary one, deleted)."
+        ),
+        threads: int | None = typer.Option(
+            None, min=1, help="torch CPU threads (default: the free cores, see coffea_hepfm.threads)."
+        ),
     ) -> None:
         """Simulate ttH and ttbar, score them with the shipped tth_vs_ttbar model, print the AUC."""
         import awkward as ak
@@ -29,8 +34,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from coffea_hepfm import HEPFMScore
         from coffea_hepfm.nanoaod import open_events
         from coffea_hepfm.simulation import simulate
+        from coffea_hepfm.threads import set_torch_threads
 
         console = Console()
+        set_torch_threads(threads)
         with tempfile.TemporaryDirectory() as tmp:
             where = Path(out) if out else Path(tmp)
             files = simulate(["tth", "ttbar"], n_events=events, seed=seed, out_dir=where, chunk_size=events)
@@ -46,4 +53,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 table.add_row(process, str(len(p)), f"{p.mean():.3f}")
             console.print(table)
             auc = roc_auc_score(np.concatenate(labels), np.concatenate(values))
-            console.print(f"ROC AUC ttH vs ttbar: [bold]{auc:.3f}[/bold] (files in {where})")
+            console.print(f"ROC AUC ttH vs ttbar: [bold]{auc:.3f}[/bold]")
+        # Only a folder that still exists is named: the temporary one is gone by now.
+        if out:
+            console.print(f"simulated NanoAOD kept in {out}")
+        else:
+            console.print("the simulated files were temporary and are deleted; keep them with --out DIR")

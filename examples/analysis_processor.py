@@ -82,23 +82,36 @@ class ScoreHistProcessor(processor.ProcessorABC):
         return accumulator
 
 
-def plot_histograms(output: dict, path: str | os.PathLike, title: str = "coffea-hepfm score") -> None:
-    """One step histogram per dataset, normalised to unit area, written as PNG with mplhep's CMS style."""
+def plot_histograms(
+    output: dict, path: str | os.PathLike, title: str = "coffea-hepfm score", signal: str | None = None
+) -> None:
+    """One step histogram per dataset, normalised to unit area, written as PNG with mplhep's CMS style.
+
+    ``signal`` (a dataset name) is drawn in the package's signal colour and the others in the background
+    colours, as in every other plot of coffea-hepfm (:func:`coffea_hepfm.training.evaluate.role_colors`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mplhep
 
+    from coffea_hepfm.training.evaluate import role_colors
+    from coffea_hepfm.training.figures import save_figure
+
     plt.style.use(mplhep.style.CMS)
     fig, ax = plt.subplots(figsize=(8, 6))
-    for dataset in sorted(output):
+    names = sorted(output, key=lambda name: (name != signal, name))  # signal first in the legend
+    colors = role_colors(names, signal)
+    for dataset in names:
         h = output[dataset]["score"]
         total = h.sum().value
         if total > 0:
-            mplhep.histplot(h / total, ax=ax, label=f"{dataset} ({int(total)})", histtype="step")
+            mplhep.histplot(
+                h / total, ax=ax, label=f"{dataset} ({int(total)})", histtype="step", color=colors[dataset]
+            )
+        ax.set_xlabel(h.axes[0].label)
     ax.set_ylabel("fraction of events")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)  # tight bounding box: axis labels are never clipped

@@ -6,7 +6,8 @@ The steps are the documented command lines, run as subprocesses, plus the exampl
 1. ``coffea-hepfm simulate SIG BKG`` twice: a training sample and, with another seed, a held-out sample
    that no training step sees;
 2. ``coffea-hepfm ntuples OUT/fileset.json`` (fileset from :func:`coffea_hepfm.processors.simulated_fileset`,
-   one class per process, Pythia's cross sections);
+   one class per process, Pythia's cross sections, saved by :func:`~coffea_hepfm.processors.write_fileset`
+   with paths relative to the JSON's folder);
 3. ``coffea-hepfm finetune --ntuples OUT/ntuples --from BACKBONE`` (the shipped pretrained backbone when
    this installation has it, else ``none``: from scratch);
 4. ``ScoreHistProcessor`` (coffea ``Runner``, eager) with the fine-tuned model on the held-out sample:
@@ -16,8 +17,12 @@ The steps are the documented command lines, run as subprocesses, plus the exampl
 Usage::
 
     python examples/end_to_end.py --out runs/e2e --events 2000
-    python examples/end_to_end.py --out runs/e2e --events 300 --signal zprime_tt --background ttbar \\
-        --corrections ../shared/data/corrections --time-budget 20
+    python examples/end_to_end.py --out runs/e2e_zp --events 300 --signal zprime_tt --background ttbar \\
+        --example-corrections --time-budget 20
+
+``--example-corrections`` weights the ntuples with the small example correctionlib files shipped in the
+package (invented numbers, see :mod:`coffea_hepfm.processors.example_corrections`); ``--corrections DIR``
+takes your own (CMS ``puWeights_2018_UL.json`` and ``muon_Z_2018_UL.json.gz``).
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ BACKBONE = "backbone"  # the shipped pretrained model, coffea_hepfm/models/backb
 
 
 def default_pretrained() -> str:
-    """Path of the shipped backbone if this installation has it, else ``"none"`` (train from scratch)."""
+    """The shipped backbone's name if this installation has it, else ``"none"`` (train from scratch)."""
     from coffea_hepfm import models
 
-    return os.fspath(models.path(BACKBONE)) if BACKBONE in models.available() else "none"
+    return BACKBONE if BACKBONE in models.available() else "none"
 
 
 def cli_prefix() -> list[str]:
@@ -101,7 +106,8 @@ def analyse_heldout(
 
     Writes ``histograms.root``, ``score.png`` and ``heldout_roc.png`` into ``out``; returns the processor
     output, the per-event signal scores per process and the held-out AUC (``signal`` vs the rest).
-    ``threads`` caps torch's threads for the duration of the call only.
+    ``threads`` sets torch's threads for the duration of the call only (default: the package's rule,
+    :func:`coffea_hepfm.threads.default_threads`).
     """
     import numpy as np
     import run_analysis
@@ -109,11 +115,11 @@ def analyse_heldout(
     from analysis_processor import plot_histograms
     from sklearn.metrics import roc_auc_score
 
+    from coffea_hepfm.threads import default_threads
     from coffea_hepfm.training.evaluate import plot_roc
 
     before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or default_threads(before))
     try:
         output = run_analysis.run("eager", heldout, os.fspath(model), chunk_size=5000)
         scores = heldout_scores(os.fspath(model), heldout)
@@ -121,7 +127,7 @@ def analyse_heldout(
         torch.set_num_threads(before)
     write_histograms(output, out / "histograms.root")
     others = ", ".join(k for k in heldout if k != signal)
-    plot_histograms(output, out / "score.png", title=f"{signal} vs {others}, held-out sample")
+    plot_histograms(output, out / "score.png", title=f"{signal} vs {others}, held-out sample", signal=signal)
     is_signal = np.concatenate([np.full(len(v), k == signal) for k, v in scores.items()])
     all_scores = np.concatenate(list(scores.values()))
     auc = float(roc_auc_score(is_signal, all_scores))
@@ -145,26 +151,30 @@ def run_end_to_end(
     time_budget: float | None = None,
     corrections: str | os.PathLike | None = None,
     threads: int | None = None,
+    example_corrections: bool = False,
 ) -> dict:
     """Run the whole chain into ``out``; returns (and writes to ``out/summary.json``) the summary.
 
-    ``threads`` caps torch's CPU threads (fine-tuning and scoring). On a machine shared with other jobs,
-    1 avoids OpenMP threads spinning against each other (a 2-thread forward pass was seen 20-40x slower
-    than a 1-thread one on 2 busy cores).
+    ``threads`` sets torch's CPU threads (fine-tuning and scoring); by default each step uses the
+    package's rule (:mod:`coffea_hepfm.threads`: never more threads than free cores; on 2 busy cores a
+    2-thread forward pass was measured 10-40x slower than a 1-thread one). ``corrections`` (a folder of
+    CMS correctionlib files) or ``example_corrections`` (the package's example files) weight the ntuples.
 
     Raises
     ------
     RuntimeError
         A command failed (its output is on the terminal).
     ValueError
-        ``signal == background`` or ``events < 1``.
+        ``signal == background``, ``events < 1``, or both kinds of corrections.
     """
-    from coffea_hepfm.processors import simulated_fileset
+    from coffea_hepfm.processors import simulated_fileset, write_fileset
 
     if signal == background:
         raise ValueError("signal and background must be different processes")
     if events < 1:
         raise ValueError(f"--events must be >= 1, got {events}")
+    if corrections and example_corrections:
+        raise ValueError("give --corrections DIR or --example-corrections, not both")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     heldout_events = heldout_events or events
@@ -180,9 +190,10 @@ def run_end_to_end(
 
     # 2. Ntuples: one class per process, so the model's class names are the process names.
     fileset = out / "fileset.json"
-    fileset.write_text(json.dumps(simulated_fileset(sim["train"], {p: p for p in procs}), indent=1))
+    write_fileset(simulated_fileset(sim["train"], {p: p for p in procs}), fileset)
     ntuples = out / "ntuples"
     corr = ["--corrections", corrections] if corrections else []
+    corr += ["--example-corrections"] if example_corrections else []
     run_cli(["ntuples", fileset, "--out", ntuples, *corr], log)
 
     # 3. Fine-tune on the ntuples (weighted loss, split by event ID).
@@ -236,8 +247,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="simulation seed (held-out: seed + 1000)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum fine-tuning epochs")
     parser.add_argument("--time-budget", type=float, default=None, help="fine-tuning seconds cap")
-    parser.add_argument("--corrections", default=None, help="correctionlib folder for the ntuple weights")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--corrections", default=None, help="your correctionlib folder for the weights")
+    parser.add_argument(
+        "--example-corrections",
+        action="store_true",
+        help="weight with the example correctionlib files shipped in the package (invented numbers)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: free cores, coffea_hepfm.threads)",
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     summary = run_end_to_end(
@@ -252,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.time_budget,
         args.corrections,
         args.threads,
+        args.example_corrections,
     )
     for step in summary["steps"]:
         print(f"{step['wall_s']:8.1f} s  {step['command']}")

@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_correction": "corrections",
     "load_fileset": "fileset",
     "simulated_fileset": "fileset",
+    "write_fileset": "fileset",
     "make_ntuples": "make",
     "FilesetError": "ntuple",
     "NtupleProcessor": "ntuple",

@@ -8,7 +8,9 @@ import typer
 
 
 def _fail(err: BaseException) -> None:
-    typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+    # an OSError's args[0] is its errno: print the whole message
+    message = str(err) if isinstance(err, OSError) or not err.args else err.args[0]
+    typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2) from None
 
 
@@ -20,7 +22,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (parquet chunks + ntuple.json)."),
         workers: int = typer.Option(
-            0, "--workers", "-w", help="0: eager in-process; K: LocalCluster, K workers."
+            0, "--workers", "-w", min=0, help="0: in this process; N: N Dask workers (LocalCluster)."
         ),
         executor: str = typer.Option(
             None, "--executor", help="'iterative' (eager) or 'dask'; default: dask when --workers > 0."
@@ -35,8 +37,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         corrections: Path = typer.Option(
             None, "--corrections", help="Folder with puWeights_2018_UL.json and muon_Z_2018_UL.json.gz."
         ),
+        example_corrections: bool = typer.Option(
+            False,
+            "--example-corrections",
+            help="Weight with the small example corrections shipped with coffea-hepfm (invented "
+            "numbers, for the examples; not CMS).",
+        ),
         muon_key: str = typer.Option(
-            "NUM_TightID_DEN_TrackerMuons", "--muon-key", help="Muon SF correction."
+            None, "--muon-key", help="Muon SF correction (default: NUM_TightID_DEN_TrackerMuons)."
         ),
         spec: Path = typer.Option(
             None, "--spec", help="GraphSpec JSON (GraphSpec.to_dict()); default GraphSpec()."
@@ -55,12 +63,23 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from coffea_hepfm.processors import default_corrections, load_fileset, make_ntuples
 
         try:
+            if corrections is not None and example_corrections:
+                raise ValueError("give --corrections DIR or --example-corrections, not both")
             fs = load_fileset(fileset)
             graph_spec = GraphSpec.from_dict(json.loads(spec.read_text())) if spec else GraphSpec()
             corrs = ()
             if corrections is not None:
-                pu, mu = default_corrections(corrections)
-                corrs = (pu, dataclasses.replace(mu, key=muon_key))
+                corrs = default_corrections(corrections)
+            elif example_corrections:
+                from coffea_hepfm.processors.example_corrections import LABEL
+                from coffea_hepfm.processors.example_corrections import example_corrections as example
+
+                corrs = example()
+                typer.secho(f"note: --example-corrections: {LABEL}", fg="yellow", err=True)
+            if muon_key is not None:
+                if not corrs:
+                    raise ValueError("--muon-key needs --corrections DIR")
+                corrs = (corrs[0], dataclasses.replace(corrs[1], key=muon_key))
         except (KeyError, ValueError, OSError) as err:
             _fail(err)
         classes = [c.strip() for c in task_classes.split(",")] if task_classes else None

@@ -72,8 +72,13 @@ def test_finetuned_model_separates_heldout_sample(e2e_out):
     from coffea_hepfm import HEPFMScore
     from coffea_hepfm.model import read_metadata
     from coffea_hepfm.nanoaod import open_events
+    from coffea_hepfm.processors import load_fileset
 
     summary = json.loads((e2e_out / "summary.json").read_text())
+    train_files = {
+        Path(f).resolve() for ds in load_fileset(e2e_out / "fileset.json").values() for f in ds["files"]
+    }
+    assert train_files and all(f.is_file() for f in train_files)
     model = Path(summary["model"])
     meta = read_metadata(model)
     assert meta["recipe"]["stage"] == "finetune-ntuples"
@@ -86,7 +91,7 @@ def test_finetuned_model_separates_heldout_sample(e2e_out):
         for process in (SIGNAL, BACKGROUND):
             # Held-out files: another seed, never in the fileset the ntuples were made from.
             (path,) = sorted((e2e_out / "sim" / "heldout" / process).glob("*.root"))
-            assert str(path) not in (e2e_out / "fileset.json").read_text()
+            assert path.resolve() not in train_files
             scores[process] = ak.to_numpy(scorer(open_events(path))[SIGNAL])
             assert len(scores[process]) == EVENTS
     finally:

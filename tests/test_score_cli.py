@@ -56,7 +56,7 @@ def test_score_files_to_parquet(shared_nanoaod, empty_file, hepfm_model, eager_s
 def test_workers_give_the_same_table(shared_nanoaod, tiny_model_file, tmp_path):
     files = [shared_nanoaod / "nano_tt_v12.root", shared_nanoaod / "nano_dy.root"]
     one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
-    for out, workers in ((one, 1), (two, 2)):
+    for out, workers in ((one, 0), (two, 2)):
         res = _invoke(
             *files,
             "--model",

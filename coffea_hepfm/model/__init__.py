@@ -22,6 +22,7 @@ from coffea_hepfm.model.io import (
     LoadedModel,
     ModelFileError,
     UnsafeModelFile,
+    UnverifiedModelFile,
     load_backbone,
     load_model,
     read_metadata,
@@ -29,6 +30,7 @@ from coffea_hepfm.model.io import (
 )
 from coffea_hepfm.model.layers import EdgeBlock, GlobalBlock, NodeBlock, scatter_sum
 from coffea_hepfm.model.network import HEPFMNet
+from coffea_hepfm.model.resave import resave_model
 
 __all__ = [
     "HEADS",
@@ -47,12 +49,14 @@ __all__ = [
     "ProjectionHead",
     "ScoringModule",
     "UnsafeModelFile",
+    "UnverifiedModelFile",
     "build_head",
     "export_onnx",
     "export_torchscript",
     "load_backbone",
     "load_model",
     "read_metadata",
+    "resave_model",
     "save_model",
     "scatter_sum",
 ]

@@ -41,11 +41,57 @@ def _table(d: dict) -> list[str]:
     return lines
 
 
+def _provenance(meta: dict) -> list[str]:
+    """The "Provenance" table: when training finished, how it was trained, every re-save, the hashes."""
+    integrity = meta.get("integrity") or {}
+    finished = (meta.get("training") or {}).get("finished_at")
+    when = "when training finished" if finished and finished == meta.get("created") else "when first saved"
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| created | {meta.get('created', '(not recorded)')} ({when}) |",
+        f"| trained with | coffea-hepfm {meta.get('coffea_hepfm_version')}, torch {meta.get('torch_version')} |",
+    ]
+    study = meta.get("study")
+    if study:
+        lines.append(f"| study run | {_value(study)} |")
+    for r in meta.get("resaves", []) or []:
+        changed = (
+            f"; changed: {', '.join(r['changed'])}"
+            if r.get("changed")
+            else "; weights and measurements unchanged"
+        )
+        lines.append(
+            f"| re-saved | {r.get('at')}: from `{r.get('from')}` (sha256 `{r.get('from_sha256')}`): "
+            f"{r.get('reason')}{changed} |"
+        )
+        if r.get("note"):
+            lines.append(f"| note | {r['note']} |")
+    if integrity:
+        lines.append(
+            f"| integrity | sha256 of the weights `{integrity.get('weights_sha256')}` and of the metadata "
+            f"`{integrity.get('metadata_sha256')}` stored in the file, checked at every load |"
+        )
+    return lines
+
+
+def _reproduce(meta: dict) -> str:
+    """The route that made the file: the training command, then every re-save command."""
+    steps = [meta["reproduce"]] if meta.get("reproduce") else []
+    steps += [r["command"] for r in meta.get("resaves", []) or [] if r.get("command")]
+    if not steps:
+        return "(not recorded)"
+    data = (meta.get("data") or {}).get("dataset")
+    note = f"Training set: `{data}` (a `coffea-hepfm dataset` directory).\n\n" if data else ""
+    return note + "```\n" + "\n".join(steps) + "\n```"
+
+
 def render_card(meta: dict, name: str, sha256: str, n_parameters: int) -> str:
     """Markdown model card for the model file ``name`` from its ``"hepfm"`` metadata.
 
-    Free-text overrides in ``meta``: ``"description"``, ``"intended_use"``, ``"limitations"``,
-    ``"reproduce"`` (the command that rebuilds the model). Missing sections say "(not recorded)".
+    Free-text overrides in ``meta``: ``"description"``, ``"intended_use"``, ``"limitations"``.
+    ``"reproduce"`` (the training command, recorded by the training code) and the commands of
+    ``"resaves"`` make the "Reproduce" section. Missing sections say "(not recorded)".
     """
     cfg = meta.get("model_config", {})
     spec = meta.get("graph_spec", {})
@@ -69,7 +115,6 @@ def render_card(meta: dict, name: str, sha256: str, n_parameters: int) -> str:
         f"| architecture | HEPFMNet hidden={cfg.get('hidden')}, n_proc_steps={cfg.get('n_proc_steps')}, "
         f"aggr={cfg.get('aggr')}; {n_parameters:,} parameters |",
         f"| training events | {size if size is not None else '(not recorded)'} |",
-        f"| created | {meta.get('created', '(not recorded)')} with coffea-hepfm {meta.get('coffea_hepfm_version')} |",
         "",
         "## Intended use",
         "",
@@ -91,15 +136,19 @@ def render_card(meta: dict, name: str, sha256: str, n_parameters: int) -> str:
         "",
         meta.get("limitations", _LIMITATIONS),
         "",
+        "## Provenance",
+        "",
+        *_provenance(meta),
+        "",
         "## Reproduce",
         "",
-        f"```\n{meta['reproduce']}\n```" if meta.get("reproduce") else "(not recorded)",
+        _reproduce(meta),
         "",
         "## Load",
         "",
         "```python",
         "from coffea_hepfm.model.io import load_model",
-        f'loaded = load_model("{name}")  # checks format, sha256 and graph spec; never unpickles',
+        f'loaded = load_model("{name}")  # checks format, stored hashes and graph spec; never unpickles',
         "```",
         "",
         "## Graph spec",

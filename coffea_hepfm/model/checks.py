@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import struct
 from pathlib import Path
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.graph.errors import GraphSpecMismatch
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "jsonable",
     "sha256_file",
     "spec_to_dict",
-    "verify_sidecar",
 ]
 
 SPEC_KEYS = ("name", "version")
@@ -46,7 +45,7 @@ def jsonable(obj):
     raise TypeError(f"metadata value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(HEPFMError, ValueError):
     """A model file is missing, malformed, foreign or inconsistent."""
 
 
@@ -55,7 +54,8 @@ class UnsafeModelFile(ModelFileError):
 
 
 class ChecksumMismatch(ModelFileError):
-    """The weights file's sha256 differs from the one recorded in its ``.json`` sidecar."""
+    """The weights or the metadata of a model file differ from the hashes stored in it, or the file differs
+    from the sha256 recorded in its ``.json`` sidecar (see :mod:`coffea_hepfm.model.integrity`)."""
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -155,19 +155,3 @@ def check_spec(stored: dict, expected, path: Path) -> None:
 
 def _norm(v):
     return list(v) if isinstance(v, tuple) else v
-
-
-def verify_sidecar(path: Path) -> str:
-    digest = sha256_file(path)
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            recorded = json.loads(sidecar.read_text()).get("sha256")
-        except (json.JSONDecodeError, AttributeError) as err:
-            raise ModelFileError(f"{sidecar} is not a valid sidecar: {err}") from err
-        if recorded != digest:
-            raise ChecksumMismatch(
-                f"{path.name} has sha256 {digest} but {sidecar.name} records {recorded}: the weights file was "
-                "modified or belongs to another model"
-            )
-    return digest

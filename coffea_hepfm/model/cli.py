@@ -164,17 +164,56 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @app.command("model-info")
     def model_info(model: str = typer.Argument(..., help="Model file or shipped model name.")) -> None:
-        """Print a model file's metadata (checked: format, sha256, graph spec) without running it."""
+        """Print a model file's metadata, checked (format, stored hashes or sidecar sha256, graph spec),
+        without running it; "integrity_check" says what was verified."""
         import json
-
-        from rich.console import Console
 
         from coffea_hepfm.model.io import load_model
 
         try:
             loaded = load_model(model)
         except (ValueError, LookupError, FileNotFoundError) as err:  # model-file, spec and name errors
-            Console(stderr=True).print(f"[red]{type(err).__name__}:[/red] {err}")
-            raise typer.Exit(1) from err
+            _fail(err)
         meta = {k: v for k, v in loaded.meta.items() if k != "graph_spec"}
-        Console().print_json(json.dumps({"path": str(loaded.path), "sha256": loaded.sha256, **meta}))
+        info = {
+            "path": str(loaded.path),
+            "sha256": loaded.sha256,
+            "integrity_check": loaded.integrity_statement,
+        }
+        typer.echo(json.dumps({**info, **meta}, indent=2))  # plain JSON: never wrapped, pipes into jq
+
+    @app.command("ship")
+    def ship(
+        src: str = typer.Argument(
+            ..., help="Model file to ship, e.g. runs/study/models/TASK_10000_pretrained_s0.safetensors."
+        ),
+        dst: str = typer.Argument(
+            ...,
+            help="Shipped model name (writes coffea_hepfm/models/NAME.safetensors) or a .safetensors path.",
+        ),
+        reason: str = typer.Option(..., "--reason", help="Why this file is shipped / re-saved (recorded)."),
+        description: str = typer.Option(None, "--description", help="Replace the card's description."),
+        intended_use: str = typer.Option(None, "--intended-use", help="Replace the card's intended use."),
+        limitations: str = typer.Option(None, "--limitations", help="Replace the card's limitations."),
+    ) -> None:
+        """Re-save a model file under a new name (weights and training record unchanged), recording the
+        re-save: when, from which file (sha256), why, and this command."""
+        from coffea_hepfm import models
+        from coffea_hepfm.model.resave import resave_model, ship_command
+
+        target = Path(dst)
+        if target.suffix != ".safetensors" and target.parent == Path("."):
+            target = models.MODELS_DIR / f"{dst}{models.SUFFIX}"
+        text = {"description": description, "intended_use": intended_use, "limitations": limitations}
+        try:
+            out = resave_model(src, target, reason, command=ship_command(src, dst, reason, **text), **text)
+        except (ValueError, LookupError, OSError) as err:
+            _fail(err)
+        typer.echo(f"wrote {out} (+ .json, .md) from {src}")
+
+
+def _fail(err: Exception) -> None:
+    """One ``error:`` line on stderr (no traceback), exit status 2 like every other command."""
+    message = " ".join(str(err).split())
+    typer.echo(f"error: {type(err).__name__}: {message}", err=True)
+    raise typer.Exit(2) from None

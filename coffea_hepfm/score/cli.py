@@ -10,10 +10,14 @@ import typer
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("score")
     def score_cmd(
-        files: list[Path] = typer.Argument(..., help="NanoAOD files (CMS or simulated)."),
+        files: list[Path] = typer.Argument(
+            ..., help="NanoAOD files (CMS or simulated): ROOT TTree or RNTuple, or parquet."
+        ),
         model: str = typer.Option(..., "--model", "-m", help="Shipped model name or model file."),
         out: Path = typer.Option(..., "--out", "-o", help="Output parquet file."),
-        workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (1: in-process)."),
+        workers: int = typer.Option(
+            0, "--workers", "-w", min=0, help="0: in this process; N: N worker processes."
+        ),
         chunk_size: int = typer.Option(100_000, "--chunk-size", "-c", help="Events read per chunk."),
         batch_size: int = typer.Option(
             None, "--batch-size", "-b", help="Events per network call (default: 256 on CPU, 8192 on CUDA)."

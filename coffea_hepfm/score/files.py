@@ -3,8 +3,8 @@
 Each chunk is opened as *virtual* NanoEvents (only the branches the graph spec needs are read), scored
 with :class:`~coffea_hepfm.score.HEPFMScore` and appended to a parquet file under a temporary name, which
 is renamed to the output only when every chunk succeeded. Peak memory is set by ``chunk_size``, not by
-the size of the files. With ``workers > 1`` chunks are scored in worker processes, each loading the model
-once, and written in input order.
+the size of the files. With ``workers >= 1`` chunks are scored in that many worker processes, each
+loading the model once, and written in input order.
 """
 
 from __future__ import annotations
@@ -36,22 +36,17 @@ class Chunk:
 def plan_chunks(files: Sequence[str | os.PathLike], chunk_size: int) -> list[Chunk]:
     """Entry ranges of at most ``chunk_size`` events covering every file (none for an empty file).
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file if one is missing or has no ``Events``
-    tree, before anything is scored.
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file if one is missing or is not NanoAOD
+    (ROOT TTree or RNTuple ``Events``, or parquet), before anything is scored.
     """
-    import uproot
+    from coffea_hepfm.nanoaod.reader import count_events
 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     chunks = []
     for f in files:
         path = os.fspath(f)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"input file not found: {path}")
-        with uproot.open(path) as root:
-            if "Events" not in root:
-                raise ValueError(f"{path} has no 'Events' tree: not a NanoAOD file")
-            n = root["Events"].num_entries
+        n = count_events(path)
         chunks.extend(Chunk(path, s, min(s + chunk_size, n)) for s in range(0, n, chunk_size))
     return chunks
 
@@ -101,7 +96,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _iter_tables(chunks, model, device, batch_size, embedding, workers) -> Iterator:
-    if workers <= 1:
+    if workers == 0:  # 0: in this process; N >= 1: N worker processes (the package-wide --workers rule)
         for c in chunks:
             yield c, score_chunk(c, model, device, batch_size, embedding)
         return
@@ -125,7 +120,7 @@ def score_files(
     model: str,
     out: str | os.PathLike,
     *,
-    workers: int = 1,
+    workers: int = 0,
     chunk_size: int = 100_000,
     batch_size: int | None = None,
     device: str = "auto",
@@ -151,6 +146,10 @@ def score_files(
     from coffea_hepfm.score.wrapper import HEPFMScore
 
     out = Path(out)
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ValueError(
+            f"workers must be 0 (in this process) or a number of worker processes, got {workers}"
+        )
     if out.suffix != ".parquet":
         raise ValueError(f"output must be a .parquet file, got {out}")
     scorer = HEPFMScore(model, device=device, batch_size=batch_size, embedding=embedding)  # validates early

@@ -97,7 +97,9 @@ class LocalRunner:
         import torch
 
         from coffea_hepfm.model.io import load_model
+        from coffea_hepfm.threads import set_torch_threads
 
+        set_torch_threads()  # never more threads than free cores (coffea_hepfm/threads.py)
         _match_dask_worker_threads()
         loaded = load_model(path)
         self.path = loaded.path

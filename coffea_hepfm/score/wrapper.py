@@ -26,11 +26,26 @@ import awkward as ak
 import numpy as np
 from coffea.ml_tools.helper import nonserializable_attribute, numpy_call_wrapper
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.score.backend import BackendSpec, parse_backend
 
-__all__ = ["HEPFMScore", "NonFiniteScore", "check_model_file", "resolve_model"]
+__all__ = [
+    "HEPFMScore",
+    "NonFiniteScore",
+    "NotEventsError",
+    "ScoreArray",
+    "check_model_file",
+    "resolve_model",
+]
 
 _DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check_policy(policy: dict[str, str]) -> None:
+    """Validate graph-spec policy values with the graph stage's own rules (one source of truth)."""
+    from coffea_hepfm.graph import GraphSpec
+
+    GraphSpec().replace(**policy)  # raises ValueError naming the field and its allowed values
 
 
 class NonFiniteScore(RuntimeError):
@@ -118,12 +133,15 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
     backend
         ``"local"`` (torch in this process) or ``"triton+grpc://host:port/name[/version]"`` /
         ``"triton+http://..."`` (delegates to :mod:`coffea_hepfm.triton.client`).
-    nonfinite
-        What the graph builder does with NaN/inf object inputs (the graph spec's documented rule):
-        ``None`` keeps the model's spec policy (``"drop"``: drop the object and warn with the count),
-        ``"zero"`` replaces bad values by 0, ``"raise"`` raises
-        :class:`coffea_hepfm.graph.errors.NonFiniteInput`. A NaN score is never returned: it raises
-        :class:`NonFiniteScore`.
+    missing, nonfinite
+        The graph spec's *policy* fields (they choose what happens on bad input, never the features):
+        ``None`` keeps the model's spec. ``missing``: a whole collection absent from the file (e.g.
+        ``Photon`` in slimmed NanoAOD v12) is ``"empty"`` (no nodes of that type, with a
+        :class:`~coffea_hepfm.graph.errors.MissingCollectionWarning`) or an ``"error"``
+        (:class:`~coffea_hepfm.graph.errors.MissingBranchError`). ``nonfinite``: objects with NaN/inf
+        inputs are dropped (``"drop"``, with a warning giving the count), zeroed (``"zero"``) or
+        ``"raise"`` :class:`~coffea_hepfm.graph.errors.NonFiniteInput`. A NaN score is never returned:
+        it raises :class:`NonFiniteScore`.
 
     Attributes
     ----------
@@ -136,6 +154,12 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
     >>> out = score(events)                                      # doctest: +SKIP
     >>> out.fields                                               # doctest: +SKIP
     ['ttH', 'ttbar']
+    >>> out["tth"]                                               # doctest: +SKIP
+    Traceback (most recent call last):
+    awkward.errors.FieldNotFoundError: no score field 'tth'; did you mean 'ttH'? fields: ttH, ttbar ...
+    >>> score(events.Jet)                                        # doctest: +SKIP
+    Traceback (most recent call last):
+    coffea_hepfm.score.wrapper.NotEventsError: HEPFMScore takes the events, not a collection: ...
 
     Edge cases: an empty chunk gives an empty record array of the same type; an event with no objects
     still gets a score (from its MET node and global features).
@@ -154,6 +178,7 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         batch_size: int | None = None,
         embedding: bool = False,
         backend: str = "local",
+        missing: str | None = None,
         nonfinite: str | None = None,
     ):
         nonserializable_attribute.__init__(self, ["runner_"])
@@ -162,16 +187,20 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         self.batch_size = batch_size
         self.embedding = embedding
         self.backend = backend
+        self.missing = missing
         self.nonfinite = nonfinite
         # Validation only: nothing loaded here (the object must stay cheap to pickle).
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if nonfinite not in (None, "raise", "zero", "drop"):
-            raise ValueError(f"nonfinite must be None, 'raise', 'zero' or 'drop', got {nonfinite!r}")
+        _check_policy(self._policy())
         self._backend_spec: BackendSpec = parse_backend(backend)
         check_model_file(resolve_model(self.model))
+
+    def _policy(self) -> dict[str, str]:
+        """The graph-spec policy fields given to the constructor (``None`` = the model's own)."""
+        return {k: v for k, v in (("missing", self.missing), ("nonfinite", self.nonfinite)) if v is not None}
 
     # -- lazily created, per process ------------------------------------------------------------------
     def _create_runner_(self):
@@ -207,23 +236,29 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             self.batch_size,
             self.embedding,
             self.backend,
+            self.missing,
             self.nonfinite,
         )
 
     def __repr__(self) -> str:
+        policy = "".join(f", {k}={v!r}" for k, v in self._policy().items())
         return (
             f"HEPFMScore({self.model!r}, device={self.device!r}, batch_size={self.batch_size}, "
-            f"embedding={self.embedding}, backend={self.backend!r})"
+            f"embedding={self.embedding}, backend={self.backend!r}{policy})"
         )
+
+    def __call__(self, events, *args, **kwargs):
+        """Score NanoEvents (eager, virtual or dask-awkward); see the class docstring."""
+        if self.get_awkward_lib(events) is not None:  # numpy input keeps coffea's numpy_call interface
+            _check_events(events)
+        return super().__call__(events, *args, **kwargs)
 
     # -- numpy_call_wrapper hooks -----------------------------------------------------------------------
     def prepare_awkward(self, events, *args, **kwargs) -> tuple[tuple, dict]:
         """NanoEvents -> ``(x [N, F], batch [N], u [B, Fg])`` awkward (or dask-awkward) arrays."""
         from coffea_hepfm.graph import build_node_record
 
-        spec = self.graph_spec_
-        if self.nonfinite is not None:  # a policy field: does not change the features
-            spec = spec.replace(nonfinite=self.nonfinite)
+        spec = self.graph_spec_.replace(**self._policy())  # policy fields: never change the features
         record = build_node_record(events, spec)
         lib = self.get_awkward_lib(record)
         x = lib.flatten(record.nodes, axis=1)
@@ -261,7 +296,60 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         fields = {name: return_array[:, i] for i, name in enumerate(names)}
         if self.embedding:
             fields["embedding"] = return_array[:, len(names) :]
-        return lib.zip(fields, depth_limit=1)
+        return lib.zip(fields, depth_limit=1, with_name=SCORES_RECORD, behavior=SCORES_BEHAVIOR)
+
+
+class NotEventsError(HEPFMError, TypeError):
+    """``HEPFMScore`` was given something other than NanoEvents (a collection, a numpy array...)."""
+
+
+#: Collections whose presence marks an array as events (any one is enough: slimmed files lack some).
+_EVENT_COLLECTIONS = ("Jet", "Electron", "Muon", "Photon", "MET", "PuppiMET")
+
+
+def _record_name(events) -> str | None:
+    layout = events._meta.layout if hasattr(events, "_meta") else events.layout
+    return layout.purelist_parameter("__record__")
+
+
+def _check_events(events) -> None:
+    """Refuse a collection (``events.Jet``) instead of events, with advice, before any work.
+
+    >>> _check_events(ak.Array([{"pt": 1.0}]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    coffea_hepfm.score.wrapper.NotEventsError: HEPFMScore takes the events, not a collection: ...
+    """
+    if any(c in events.fields for c in _EVENT_COLLECTIONS):
+        return
+    name = _record_name(events)
+    what = f"a {name!r} collection" if name else f"an array with fields {events.fields[:6]}"
+    raise NotEventsError(
+        f"HEPFMScore takes the events, not a collection: got {what}. Pass the events, e.g. "
+        "score(events), not score(events.Jet); it reads Jet, Electron, Muon, Photon and MET itself"
+    )
+
+
+class ScoreArray(ak.Array):
+    """The record array ``HEPFMScore`` returns: a wrong field name lists the fields (``out["tth"]``).
+
+    Field names are the model's class names (``HEPFMScore.class_names_``, e.g. ``ttH``), which need not
+    be the simulated process names (``tth``).
+    """
+
+    def __getitem__(self, where):
+        if isinstance(where, str) and where not in self.fields:
+            from coffea_hepfm.models import suggest
+
+            raise ak.errors.FieldNotFoundError(
+                f"no score field {where!r};{suggest(where, self.fields)} fields: {', '.join(self.fields)} "
+                "(the model's class names, HEPFMScore.class_names_)"
+            )
+        return super().__getitem__(where)
+
+
+SCORES_RECORD = "HEPFMScores"
+SCORES_BEHAVIOR = {("*", SCORES_RECORD): ScoreArray}
 
 
 def _node_event_index(nodes: ak.Array) -> ak.Array:

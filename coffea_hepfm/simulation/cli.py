@@ -33,24 +33,57 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     return out
 
 
+def _check_existing(tasks) -> None:
+    """Refuse chunk files left by another request (seed, size or MPI) that a rerun would silently reuse."""
+    import uproot
+
+    for t in tasks:
+        if not Path(t.path).exists():
+            continue
+        with uproot.open(t.path) as f:
+            meta = json.loads(str(f["hepfm_meta"])) if "hepfm_meta" in f else {}
+        got = (meta.get("pythia_seed"), meta.get("n_events"), meta.get("mpi", False))
+        if got != (t.seed, t.n_events, t.mpi):
+            raise ValueError(
+                f"{t.path} was simulated with another --seed, --events/--chunk-size or --mpi (chunk seed "
+                f"{got[0]}, {got[1]} events, mpi={got[2]}; this request: chunk seed {t.seed}, {t.n_events} "
+                f"events, mpi={t.mpi}); choose another --out or delete that folder"
+            )
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
-        processes: list[str] = typer.Argument(..., help="Process names (see `coffea-hepfm processes`)."),
+        processes: list[str] = typer.Argument(
+            ..., help="Process names, any letter case (see `coffea-hepfm processes`)."
+        ),
         events: int = typer.Option(..., "--events", "-n", help="Events per process."),
         seed: int = typer.Option(1, "--seed", "-s", help="Master seed."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-        workers: int = typer.Option(0, "--workers", "-w", help="0: in-process; K: local Dask cluster."),
+        workers: int = typer.Option(
+            0, "--workers", "-w", min=0, help="0: in this process; N: N Dask workers (LocalCluster)."
+        ),
         chunk_size: int = typer.Option(1000, "--chunk-size", "-c", help="Events per output file."),
         scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
         mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
     ) -> None:
-        """Generate Pythia 8 events, run the detector, write NanoAOD chunk files."""
+        """Generate Pythia 8 events, run the detector, write NanoAOD chunk files (a rerun resumes)."""
         from coffea_hepfm.simulation import simulate
+        from coffea_hepfm.simulation.processes import canonical_name
+        from coffea_hepfm.simulation.runner import plan
 
         try:
+            names = [canonical_name(p) for p in processes]
+            tasks = plan(names, events, seed, out, chunk_size, mpi)
+            _check_existing(tasks)
+            todo = [t for t in tasks if not Path(t.path).exists()]
+            if not todo:
+                typer.echo(
+                    f"already done: all {len(tasks)} chunk file(s) exist in {out} with this seed and "
+                    "size; nothing to simulate"
+                )
             files = simulate(
-                processes,
+                names,
                 events,
                 seed,
                 out,
@@ -58,9 +91,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 chunk_size=chunk_size,
                 client=scheduler,
                 mpi=mpi,
+                progress=bool(todo),
             )
         except (KeyError, ValueError, OSError) as err:
-            typer.secho(f"error: {err.args[0] if err.args else err}", fg="red", err=True)
+            # KeyError's str() adds quotes and an OSError's args[0] is its errno: pick the message
+            message = str(err) if isinstance(err, OSError) or not err.args else err.args[0]
+            typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(2) from None
         for name, paths in files.items():
             typer.echo(f"{name}: {len(paths)} file(s) in {out / name}")
@@ -78,10 +114,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         xsec = {} if fast else _cached_xsecs(list(PROCESSES), events)
         table = Table(title="coffea-hepfm processes (pp, 13 TeV)")
-        for col in ("name", "role", "sigma [pb]", "description"):
-            table.add_column(col)
+        # rich reads "[pb]" as markup and drops it: the unit goes with each value instead
+        for col in ("name", "role", "sigma (Pythia)", "description"):
+            table.add_column(col, justify="right" if col.startswith("sigma") else "left")
         for p in PROCESSES.values():
-            sigma = f"{xsec[p.name]:.4g}" if p.name in xsec else "-"
+            sigma = f"{xsec[p.name]:.4g} pb" if p.name in xsec else "-"
             table.add_row(p.name, p.role, sigma, p.description)
         Console().print(table)
 

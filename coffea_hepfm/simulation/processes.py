@@ -29,11 +29,14 @@ True
 >>> get_process("nope")                                  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 KeyError: "unknown process 'nope'; known processes: ggf_h, vbf_h, ..."
+>>> canonical_name("ttH")                                # the command line accepts any letter case
+'tth'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from typing import Literal
 
 Role = Literal["pretraining", "downstream", "validation"]
@@ -197,9 +200,40 @@ def downstream_processes() -> list[str]:
     return [p.name for p in _PROCESSES if p.role == "downstream"]
 
 
+def _suggestion(name: str) -> str:
+    lower = {p.lower(): p for p in PROCESSES}
+    close = (
+        [lower[name.lower()]] if name.lower() in lower else get_close_matches(name.lower(), list(lower), 1)
+    )
+    return f" did you mean {close[0]!r}?" if close else ""
+
+
 def get_process(name: str) -> Process:
-    """Look up a process by name; unknown names raise ``KeyError`` listing the known ones."""
+    """Look up a process by its exact (lowercase) name.
+
+    Unknown names raise ``KeyError`` suggesting the closest name and listing the known ones:
+
+    >>> get_process("ttH")
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown process 'ttH'; did you mean 'tth'? known processes: ggf_h, vbf_h, wh, zh, tth, ..."
+    """
     try:
         return PROCESSES[name]
     except KeyError:
-        raise KeyError(f"unknown process {name!r}; known processes: {', '.join(PROCESSES)}") from None
+        raise KeyError(
+            f"unknown process {name!r};{_suggestion(name)} known processes: {', '.join(PROCESSES)}"
+        ) from None
+
+
+def canonical_name(name: str) -> str:
+    """The registered name of a process given in any letter case (``"ttH"`` -> ``"tth"``).
+
+    Names are directory names and enter the chunk seeds, so the command line maps them to the one
+    registered spelling; a name that matches nothing raises :func:`get_process`'s ``KeyError``.
+
+    >>> canonical_name("ttH"), canonical_name("ZPrime_TT")
+    ('tth', 'zprime_tt')
+    """
+    lower = {p.lower(): p for p in PROCESSES}
+    return lower.get(name.lower()) or get_process(name).name

@@ -12,10 +12,15 @@ import typer
 
 
 def _threads(n: int | None) -> None:
-    import torch
+    """``--threads N``, or the package's default (never more than the free cores; threads.py)."""
+    from coffea_hepfm.threads import set_torch_threads
 
-    if n:
-        torch.set_num_threads(n)
+    set_torch_threads(n)
+
+
+THREADS_HELP = (
+    "torch CPU threads (default: the free cores available to this process, see coffea_hepfm.threads)"
+)
 
 
 def _fail(err: Exception) -> None:
@@ -27,27 +32,24 @@ def _ints(text: str) -> list[int]:
     return [int(float(t)) for t in text.split(",") if t.strip()]
 
 
-def _finetune_ntuples(data, from_, out, signal, strategy, lr, head_lr_mult, seed, epochs, time_budget):
+def _finetune_ntuples(data, from_, out, signal, options: dict, scheduler: str | None = None) -> None:
     """``finetune --ntuples DIR``: the processors' ``launch_finetune`` on `coffea-hepfm ntuples` output."""
     from coffea_hepfm.model import ModelFileError
     from coffea_hepfm.training.ntuples import launch_finetune
 
     if out is None:
         _fail(ValueError("--out is required with --ntuples"))
+    pretrained = None if from_.lower() == "none" else from_
     try:
-        info = launch_finetune(
-            data,
-            None if from_ == "none" else from_,
-            out,
-            signal=signal,
-            strategy=strategy,
-            lr=lr,
-            head_lr_mult=head_lr_mult,
-            seed=seed,
-            max_epochs=epochs,
-            time_budget_s=time_budget or float("inf"),
-            progress=True,
-        )
+        if scheduler:
+            from distributed import Client
+
+            with Client(scheduler) as client:
+                info = launch_finetune(
+                    data, pretrained, out, signal=signal, client=client, **options
+                ).result()
+        else:
+            info = launch_finetune(data, pretrained, out, signal=signal, progress=True, **options)
     except (ModelFileError, KeyError, ValueError, OSError) as err:
         _fail(err)
     t = info["training"]
@@ -97,7 +99,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         hidden: int = typer.Option(64),
         n_proc_steps: int = typer.Option(4),
         patience: int = typer.Option(8, help="early stopping: validations without improvement"),
-        threads: int | None = typer.Option(None, help="torch CPU threads"),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     ):
         """Pretrain the backbone (multiclass, multilabel truth, or contrastive)."""
         from coffea_hepfm.training.dataset import DatasetError
@@ -125,7 +127,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @app.command("finetune")
     def finetune_cmd(
-        from_: str = typer.Option(..., "--from", help="pretrained model file, or `none` for scratch"),
+        from_: str = typer.Option(
+            ..., "--from", help="pretrained model file or shipped name (e.g. backbone), or `none` for scratch"
+        ),
         task: str | None = typer.Option(
             None,
             help="tth_vs_ttbar | vbf_vs_ggf | wh_vs_zh | cp_tth_vs_tta | zprime_vs_ttbar "
@@ -135,21 +139,31 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             None, help="training events (split evenly between the classes); required with --data"
         ),
         data: Path = typer.Option(..., "--data", "--ntuples", help="training-set / ntuple directory"),
-        out: Path | None = typer.Option(None, help="output model file (.safetensors)"),
+        out: Path | None = typer.Option(None, "--out", "-o", help="output model file (.safetensors)"),
         strategy: str = typer.Option("full", help="full | frozen | head"),
         head_lr_mult: float = typer.Option(10.0),
         lr: float = typer.Option(5e-4),
         seed: int = typer.Option(0),
-        epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation AUC)"),
+        epochs: int = typer.Option(
+            200, "--epochs", "--max-epochs", help="maximum epochs (early stopping on validation AUC)"
+        ),
         time_budget: float | None = typer.Option(None, help="training wall-clock budget in seconds"),
-        threads: int | None = typer.Option(None, help="torch CPU threads"),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
         signal: str | None = typer.Option(
             None, help="ntuples only: the signal class (default 'signal' or the first class)"
         ),
+        weight_column: str = typer.Option("weight", help="ntuples only: weight column of the loss"),
+        val_fraction: float = typer.Option(0.2, help="ntuples only: validation fraction (by event ID)"),
+        test_fraction: float = typer.Option(0.2, help="ntuples only: test fraction (by event ID)"),
+        device: str = typer.Option("auto", help="ntuples only: auto | cpu | cuda"),
+        scheduler: str | None = typer.Option(
+            None, help="ntuples only: run on a worker of this Dask scheduler"
+        ),
     ):
-        """Fine-tune a pretrained backbone (or train from scratch with --from none) on a downstream task.
+        """Fine-tune a pretrained backbone (or train from scratch with --from none).
 
-        --ntuples DIR from `coffea-hepfm ntuples` (has ntuple.json): weighted, via launch_finetune.
+        --data DIR from `coffea-hepfm dataset` (with --task, --train-size), or --ntuples DIR from
+        `coffea-hepfm ntuples` (has ntuple.json): weighted loss, split by event ID, via launch_finetune.
         """
         from coffea_hepfm.model import ModelFileError
         from coffea_hepfm.training.dataset import DatasetError
@@ -157,7 +171,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         _threads(threads)
         if (data / "ntuple.json").is_file():
-            _finetune_ntuples(data, from_, out, signal, strategy, lr, head_lr_mult, seed, epochs, time_budget)
+            options = dict(
+                weight_column=weight_column,
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                strategy=strategy,
+                lr=lr,
+                head_lr_mult=head_lr_mult,
+                seed=seed,
+                max_epochs=epochs,
+                time_budget_s=time_budget or float("inf"),
+                device=device,
+            )
+            _finetune_ntuples(data, from_, out, signal, options, scheduler)
             return
         if task is None or train_size is None:
             _fail(ValueError(f"--task and --train-size are required: {data} holds no ntuple.json"))
@@ -166,7 +192,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 data,
                 task,
                 train_size,
-                pretrained=None if from_ == "none" else from_,
+                pretrained=None if from_.lower() == "none" else from_,
                 strategy=strategy,
                 out=out,
                 seed=seed,
@@ -197,12 +223,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", "--ntuples", help="training-set / ntuple directory"),
         task: str | None = typer.Option(None, help="default: the model's task"),
         out_dir: Path | None = typer.Option(None, help="write metrics JSON and ROC/score PNGs here"),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     ):
         """AUC, accuracy and background rejection at 30 % / 50 % signal efficiency on the test split."""
         from coffea_hepfm.model import ModelFileError
         from coffea_hepfm.training.dataset import DatasetError
         from coffea_hepfm.training.evaluate import evaluate_model
 
+        _threads(threads)
         try:
             metrics = evaluate_model(model, data, task, out_dir)
         except (DatasetError, ModelFileError, FileNotFoundError) as err:
@@ -220,7 +248,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         budgets: str | None = typer.Option(None, help="per-size training budget, e.g. 100:10,1000:20"),
         strategy: str = typer.Option("full"),
         inits: str = typer.Option("pretrained,scratch", help="which arms to run"),
-        threads: int | None = typer.Option(None),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     ):
         """Learning curves: pretrained + fine-tuned vs scratch over training sizes and seeds (resumable)."""
         from coffea_hepfm.training.study import markdown_table, run_study
@@ -262,12 +290,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("runs/cka"), help="output directory (cka.json + heatmaps)"),
         max_events: int = typer.Option(2000),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     ):
         """Linear CKA (Kornblith et al. 2019) between the layer representations of several models."""
         from coffea_hepfm.model import load_model
         from coffea_hepfm.training.cka import compare_models
         from coffea_hepfm.training.tasks import get_task, task_splits
 
+        _threads(threads)
         pairs = dict(m.split("=", 1) for m in models)
         loaded = {name: load_model(p) for name, p in pairs.items()}
         spec = next(iter(loaded.values())).spec
@@ -279,51 +309,41 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         (out / f"cka_{task}.json").write_text(json.dumps(result, indent=1))
         typer.echo(json.dumps({k: v["diagonal"] for k, v in result.items()}, indent=1))
 
-    @app.command("finetune-ntuples")
+    @app.command("finetune-ntuples", hidden=True, deprecated=True)
     def finetune_ntuples_cmd(
         ntuples: Path = typer.Argument(..., help="Ntuple folder written by `coffea-hepfm ntuples`."),
         from_: str = typer.Option(..., "--from", help="Pretrained model file, or `none` for scratch."),
         out: Path = typer.Option(..., "--out", "-o", help="Model file to write (.safetensors)."),
-        signal: str = typer.Option(None, "--signal", help="Signal class (default: 'signal' or the first)."),
-        weight_column: str = typer.Option("weight", "--weight-column", help="Weight column for the loss."),
-        strategy: str = typer.Option("full", "--strategy", help="full | frozen | head"),
+        signal: str = typer.Option(None, "--signal"),
+        weight_column: str = typer.Option("weight", "--weight-column"),
+        strategy: str = typer.Option("full", "--strategy"),
         max_epochs: int = typer.Option(50, "--max-epochs"),
-        time_budget: float = typer.Option(None, "--time-budget", help="Training seconds cap."),
+        time_budget: float = typer.Option(None, "--time-budget"),
         val_fraction: float = typer.Option(0.2, "--val-fraction"),
         test_fraction: float = typer.Option(0.2, "--test-fraction"),
         seed: int = typer.Option(0, "--seed"),
-        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-        scheduler: str = typer.Option(None, "--scheduler", help="Run on a worker of this Dask scheduler."),
+        device: str = typer.Option("auto", "--device"),
+        scheduler: str = typer.Option(None, "--scheduler"),
+        threads: int | None = typer.Option(None, min=1, help=THREADS_HELP),
     ) -> None:
-        """Fine-tune a pretrained backbone on ntuples (weighted loss, split by event ID)."""
-        import math
-
-        from coffea_hepfm.training.ntuples import launch_finetune
-
-        kwargs = dict(
-            signal=signal,
+        """Deprecated: use `coffea-hepfm finetune --ntuples DIR` (same options)."""
+        typer.secho(
+            "note: `coffea-hepfm finetune-ntuples DIR` is deprecated and will be removed; use "
+            "`coffea-hepfm finetune --ntuples DIR` (same options; --max-epochs is also --epochs)",
+            fg="yellow",
+            err=True,
+        )
+        _threads(threads)
+        if not (ntuples / "ntuple.json").is_file():
+            _fail(ValueError(f"{ntuples} holds no ntuple.json: not a `coffea-hepfm ntuples` folder"))
+        options = dict(
             weight_column=weight_column,
-            strategy=strategy,
-            max_epochs=max_epochs,
-            time_budget_s=time_budget if time_budget is not None else math.inf,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
+            strategy=strategy,
             seed=seed,
+            max_epochs=max_epochs,
+            time_budget_s=time_budget if time_budget is not None else float("inf"),
             device=device,
         )
-        pretrained = None if from_.lower() == "none" else from_
-        try:
-            if scheduler:
-                from distributed import Client
-
-                with Client(scheduler) as client:
-                    summary = launch_finetune(ntuples, pretrained, out, client=client, **kwargs).result()
-            else:
-                summary = launch_finetune(ntuples, pretrained, out, progress=True, **kwargs)
-        except (KeyError, ValueError, OSError) as err:
-            _fail(err)
-        m = summary["metrics"]
-        typer.echo(
-            f"{out}: test AUC {m['auc']:.4f} (validation {m['val_auc']:.4f}) on {m['n_signal']} signal / "
-            f"{m['n_background']} background events; plots: {', '.join(summary['plots'])}"
-        )
+        _finetune_ntuples(ntuples, from_, out, signal, options, scheduler)

@@ -14,6 +14,31 @@ from coffea_hepfm.training.figures import save_figure
 #: signal efficiencies at which the background rejection 1 / epsilon_B is reported
 WORKING_POINTS = (0.3, 0.5)
 
+#: One colour per role in every score plot of the package (here and in the examples' score
+#: histograms): the first two colours of mplhep's CMS palette, signal always blue, background orange.
+SIGNAL_COLOR = "#5790fc"
+BACKGROUND_COLOR = "#f89c20"
+#: Further backgrounds (a signal against several processes), in order.
+OTHER_COLORS = ("#e42536", "#964a8b", "#9c9ca1", "#7a21dd")
+
+
+def role_colors(names, signal: str | None) -> dict[str, str]:
+    """``{name: colour}``: ``signal`` blue, the first other name orange, then the rest of the palette.
+
+    >>> role_colors(["ttbar", "tth"], signal="tth")
+    {'tth': '#5790fc', 'ttbar': '#f89c20'}
+    """
+    names = list(names)
+    others = [n for n in names if n != signal]
+    palette = (
+        [BACKGROUND_COLOR, *OTHER_COLORS]
+        if signal in names
+        else [SIGNAL_COLOR, BACKGROUND_COLOR, *OTHER_COLORS]
+    )
+    out = {signal: SIGNAL_COLOR} if signal in names else {}
+    out.update({n: palette[i % len(palette)] for i, n in enumerate(others)})
+    return out
+
 
 def background_rejection(fpr: np.ndarray, tpr: np.ndarray, signal_efficiency: float) -> float:
     """``1 / epsilon_B`` at ``signal_efficiency``, interpolated on a ROC curve (``inf`` if no background
@@ -120,8 +145,9 @@ def plot_scores(is_signal: np.ndarray, score: np.ndarray, class_names, path, tit
     h.fill(cls=class_names[0], score=score[is_signal])
     h.fill(cls=class_names[1], score=score[~is_signal])
     fig, ax = plt.subplots(figsize=(7, 6))
+    colors = role_colors(class_names, signal=class_names[0])
     for name in class_names:
-        mplhep.histplot(h[name, :], ax=ax, density=True, label=name)
+        mplhep.histplot(h[name, :], ax=ax, density=True, label=name, color=colors[name])
     ax.set_xlabel(f"P({class_names[0]})")
     ax.set_ylabel("normalised events")
     ax.set_yscale("log")

@@ -9,7 +9,9 @@ Strategies
     The backbone is frozen (a probe): only the new head trains.
 ``head``
     Head first, then everything (LP-FT, Kumar et al. 2022): the first quarter of the epochs and time
-    budget trains the head on the frozen backbone, the rest is ``full``.
+    budget trains the head on the frozen backbone, the rest is ``full``. The returned model is the best
+    on the validation set over both phases; ``training["phases"]`` records each phase and the backbone's
+    weights hash after it.
 
 ``--from none`` is the scratch baseline: a freshly initialised backbone of the same architecture, every
 parameter at learning rate ``lr_scratch`` (the head multiplier only applies to a pretrained backbone).
@@ -24,6 +26,7 @@ DatasetError: train size 1000000000 is larger than the data: ...
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -80,6 +83,7 @@ def finetune(
     hidden: int = 64,
     n_proc_steps: int = 4,
     progress: bool = True,
+    route: dict | None = None,
 ) -> dict:
     """Fine-tune (or train from scratch) on ``task`` with ``train_size`` events; evaluate on the test split.
 
@@ -93,6 +97,10 @@ def finetune(
         Where to save the model (``.safetensors``; ``.json`` and ``.md`` are written next to it).
     time_budget_s
         Cap on training wall-clock seconds (validation passes are not counted).
+    route
+        How this call was made, for the saved file's provenance, when not through ``coffea-hepfm
+        finetune``: ``{"reproduce": command, **extra metadata}`` (the study passes its own command and
+        ``{"study": {...}}``). Default: the equivalent ``coffea-hepfm finetune`` command.
 
     Returns
     -------
@@ -106,6 +114,7 @@ def finetune(
         Unknown task or strategy, a class missing from the data, ``train_size`` larger than the data,
         or ``frozen``/``head`` without a pretrained backbone.
     """
+    call = {k: v for k, v in locals().items() if k not in ("progress", "route")}  # for the provenance
     import torch
     import torch.nn.functional as F
 
@@ -152,7 +161,11 @@ def finetune(
         )
 
     label = f"{task} N={n_train} {'pretrained' if pretrained else 'scratch'}"
+    from coffea_hepfm.training.modelfile import utc_now
+
+    started_at = utc_now()
     t0 = time.perf_counter()
+    phases = None
     if strategy == "head":
         first = run_loop(
             model,
@@ -164,6 +177,7 @@ def finetune(
             f"{label} head",
             progress,
         )
+        after_head = copy.deepcopy(model.state_dict())
         second = run_loop(
             model,
             optimizer_for(True),
@@ -174,6 +188,10 @@ def finetune(
             f"{label} full",
             progress,
         )
+        phases = [_phase("head", first, after_head), _phase("full", second, model.state_dict())]
+        if first.best_score > second.best_score:  # return the best model of both phases, as reported
+            model.load_state_dict(after_head)
+        phases[0 if first.best_score > second.best_score else 1]["returned"] = True
         result = _chain(first, second)
     else:
         result = run_loop(
@@ -188,16 +206,20 @@ def finetune(
         )
     for p in model.parameters():
         p.requires_grad_(True)
+    finished_at = utc_now()
     wall = time.perf_counter() - t0
     scores = signal_scores(model, splits.test, spec)
     metrics = binary_metrics(splits.test.y == 0, scores)
     metrics["val_auc"] = result.best_score
+    from coffea_hepfm.training.modelfile import file_sha256
+
     info = {
         "task": task,
         "class_names": list(tsk.class_names),
         "recipe": {
             "stage": "finetune",
             "from": os.fspath(pretrained) if pretrained is not None else "none",
+            "from_sha256": file_sha256(pretrained),
             "strategy": strategy,
             "lr": lr if pretrained is not None else lr_scratch,
             "head_lr_mult": head_lr_mult if pretrained is not None else 1.0,
@@ -208,6 +230,7 @@ def finetune(
             "time_budget_s": None if math.isinf(time_budget_s) else time_budget_s,
             "seed": seed,
             "early_stopping": "best validation AUC",
+            "torch_threads": torch.get_num_threads(),
         },
         "data": {
             "dataset": os.fspath(data_dir),
@@ -219,29 +242,91 @@ def finetune(
             "pool_per_class": splits.pool_per_class,
         },
         "metrics": metrics,
-        "training": {**result.to_dict(), "wall_s": round(wall, 2)},
+        "training": {
+            **result.to_dict(),
+            "wall_s": round(wall, 2),
+            "started_at": started_at,
+            "finished_at": finished_at,
+            **({"phases": phases} if phases else {}),
+        },
     }
     if out is not None:
-        from coffea_hepfm.training.modelfile import REPRODUCE, save_trained
+        from coffea_hepfm.training.modelfile import save_trained
 
-        command = (
-            f"coffea-hepfm finetune --data {os.fspath(data_dir)} --from {info['recipe']['from']} --task {task} "
-            f"--train-size {train_size} --strategy {strategy} --seed {seed} --out {os.fspath(out)}"
-            + ("" if math.isinf(time_budget_s) else f" --time-budget {time_budget_s:g}")
-        )
+        route = dict(route or {})
+        command = route.pop("reproduce", None) or _command(call)
         save_trained(
             out,
             model,
             spec,
             head=model.kind,
-            reproduce=REPRODUCE.format(command=command),
+            reproduce=command,
             description=f"coffea-hepfm classifier for {tsk.description}; outputs {list(tsk.class_names)}.",
+            extra=route,
             **info,
         )
     info["model"] = model
     info["spec"] = spec
     info["splits"] = splits
     return info
+
+
+#: finetune() parameters that `coffea-hepfm finetune` takes, as (option, parameter)
+_CLI = (
+    ("--data", "data_dir"),
+    ("--from", "pretrained"),
+    ("--task", "task"),
+    ("--train-size", "train_size"),
+    ("--strategy", "strategy"),
+    ("--seed", "seed"),
+    ("--lr", "lr"),
+    ("--head-lr-mult", "head_lr_mult"),
+    ("--epochs", "max_epochs"),
+    ("--time-budget", "time_budget_s"),
+    ("--threads", None),
+    ("--out", "out"),
+)
+
+
+def _command(call: dict) -> str:
+    """The exact command behind the call ``finetune(**call)``: ``coffea-hepfm finetune`` when every
+    parameter can be given on the command line, else the equivalent Python call."""
+    import inspect
+
+    import torch
+
+    from coffea_hepfm.training.modelfile import cli_command, python_call
+
+    threads = torch.get_num_threads()
+    defaults = {k: p.default for k, p in inspect.signature(finetune).parameters.items()}
+    on_cli = {name for _, name in _CLI}
+    python_only = {k: v for k, v in call.items() if k not in on_cli and v != defaults[k]}
+    if python_only or call["train_size"] is None:
+        args = (call["data_dir"], call["task"], call["train_size"])
+        kwargs = {k: v for k, v in call.items() if k not in ("data_dir", "task", "train_size")}
+        kwargs = {k: v for k, v in kwargs.items() if k in on_cli or k in python_only}
+        return python_call(__name__, "finetune", args, kwargs, threads)
+    values = {**call, "pretrained": "none" if call["pretrained"] is None else call["pretrained"]}
+    values["time_budget_s"] = None if math.isinf(call["time_budget_s"]) else call["time_budget_s"]
+    return cli_command(
+        "coffea-hepfm finetune", [(opt, threads if k is None else values[k]) for opt, k in _CLI]
+    )
+
+
+def _phase(name: str, result: LoopResult, state) -> dict:
+    """One LP-FT phase: its steps, best validation AUC, and the hash of the backbone's weights at its best
+    (``coffea_hepfm.model.integrity.weights_digest`` of ``backbone.state_dict()``)."""
+    from coffea_hepfm.model.integrity import weights_digest
+
+    backbone = weights_digest(
+        {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    )
+    return {
+        "phase": name,
+        "steps": result.steps,
+        "best_score": round(result.best_score, 5),
+        "backbone_sha256": backbone,
+    }
 
 
 def _chain(first: LoopResult, second: LoopResult) -> LoopResult:

@@ -1,16 +1,69 @@
-"""Saving trained models through the model stage's file format, with the training record attached."""
+"""Saving trained models through the model stage's file format, with exact provenance attached.
+
+The training code records *when* training ran (``training.started_at`` / ``training.finished_at``, UTC)
+and *how*: ``reproduce`` is the command that made the file, the ``coffea-hepfm`` command line when the
+run's parameters can be given on it, else the equivalent Python call. ``created`` in the file is
+``training.finished_at``: saving later (or re-saving with ``coffea-hepfm ship``) never changes it.
+
+Examples
+--------
+>>> cli_command("coffea-hepfm finetune", [("--task", "tth_vs_ttbar"), ("--seed", 0)])
+'coffea-hepfm finetune --task tth_vs_ttbar --seed 0'
+>>> python_call("coffea_hepfm.training.finetune", "finetune", ("data/train",), {"seed": 1}, threads=1)
+"import torch; torch.set_num_threads(1)\\nfrom coffea_hepfm.training.finetune import finetune\\nfinetune('data/train', seed=1)"
+"""
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-#: the simulation and dataset commands behind the shipped models (``{command}``: the training step)
-SIMULATE = (
-    "coffea-hepfm simulate ggf_h vbf_h wh zh tth single_top tw ttbar zjets wjets diboson qcd gammajets "
-    "tth_aa tta_aa zprime_tt hplus_tb --events 30000 --seed 1 --workers 1 --chunk-size 2000 --out data/sim"
-)
-REPRODUCE = SIMULATE + "\ncoffea-hepfm dataset data/sim data/train\n{command}"
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (the format of ``created``)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def cli_command(program: str, options: Sequence[tuple[str, Any]]) -> str:
+    """``program`` followed by ``(flag, value)`` pairs, shell-quoted; ``None`` values are left out."""
+
+    def text(v) -> str:
+        return repr(v) if isinstance(v, float) else os.fspath(v) if isinstance(v, os.PathLike) else str(v)
+
+    args = shlex.split(program)
+    for flag, value in options:
+        if value is not None:
+            args += [flag, text(value)]
+    return shlex.join(args)
+
+
+def python_call(module: str, function: str, args: Sequence, kwargs: dict, threads: int | None = None) -> str:
+    """The Python statements that repeat a call, for runs whose parameters the command line cannot give."""
+
+    def text(v) -> str:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"float({str(v)!r})"  # repr(inf) is not Python
+        return repr(os.fspath(v) if isinstance(v, os.PathLike) else v)
+
+    parts = [text(a) for a in args] + [f"{k}={text(v)}" for k, v in kwargs.items()]
+    lines = [f"import torch; torch.set_num_threads({threads})"] if threads else []
+    lines += [f"from {module} import {function}", f"{function}({', '.join(parts)})"]
+    return "\n".join(lines)
+
+
+def file_sha256(path_or_name) -> str | None:
+    """sha256 of a model file (or shipped model) that a run started from; ``None`` for no file."""
+    if path_or_name is None:
+        return None
+    from coffea_hepfm.model.checks import sha256_file
+    from coffea_hepfm.model.io import resolve_model_path
+
+    return sha256_file(resolve_model_path(path_or_name))
 
 
 def save_trained(
@@ -26,11 +79,13 @@ def save_trained(
     training: dict | None = None,
     reproduce: str | None = None,
     description: str | None = None,
+    extra: dict | None = None,
 ) -> Path:
     """Write ``out`` (``.safetensors`` + ``.json`` + ``.md``) with :func:`coffea_hepfm.model.save_model`.
 
-    ``training`` (the loop record: steps, time, validation history) is stored next to the metrics, so time
-    to reach a target AUC can be read back from the model file.
+    ``training`` (the loop record: steps, time, validation history, ``started_at`` / ``finished_at``) is
+    stored next to the metrics, so time to reach a target AUC can be read back from the model file; its
+    ``finished_at`` becomes the file's ``created``. ``extra`` adds top-level metadata (e.g. ``study``).
     """
     from coffea_hepfm.model import save_model
 
@@ -40,9 +95,12 @@ def save_trained(
         "recipe": recipe,
         "data": data,
         "metrics": metrics,
+        **(extra or {}),
     }
     if training is not None:
         meta["training"] = training
+        if training.get("finished_at"):
+            meta["created"] = training["finished_at"]
     if reproduce is not None:
         meta["reproduce"] = reproduce
     if description is not None:
@@ -50,24 +108,3 @@ def save_trained(
     if head != model.kind:
         raise ValueError(f"head {head!r} does not match the model's head {model.kind!r}")
     return save_model(out, model, spec, meta)
-
-
-def ship_model(
-    src: str | os.PathLike, dst: str | os.PathLike, reproduce: str | None = None, **replace
-) -> Path:
-    """Re-save the model file ``src`` as ``dst`` (weights, metadata, sidecar and card under the new name).
-
-    ``replace`` overrides top-level metadata entries (e.g. ``recipe``); ``reproduce`` replaces the
-    reproduction command shown in the model card.
-    """
-    from coffea_hepfm.model import load_model, save_model
-
-    loaded = load_model(src)
-    reserved = {"format", "format_version", "graph_spec", "model_config", "head", "created"}
-    reserved |= {"coffea_hepfm_version", "torch_version", "sha256", "weights_file", "n_parameters"}
-    meta = {k: v for k, v in loaded.meta.items() if k not in reserved}
-    meta["class_names"] = loaded.class_names
-    meta.update(replace)
-    if reproduce is not None:
-        meta["reproduce"] = reproduce
-    return save_model(dst, loaded.module, loaded.graph_spec, meta)

@@ -133,7 +133,7 @@ def pretrain(
         raise DatasetError(f"unknown pretraining task {task!r}; known: {', '.join(PRETRAIN_TASKS)}")
     meta = read_meta(data_dir)
     spec = GraphSpec.from_dict(meta["graph_spec"]) if "graph_spec" in meta else GraphSpec()
-    processes = list(processes or pretraining_process_names(data_dir))
+    processes_arg, processes = processes, list(processes or pretraining_process_names(data_dir))
     if len(processes) < 2:
         raise DatasetError(f"pretraining needs >= 2 processes, found {processes} in {data_dir}")
     torch.manual_seed(seed)
@@ -179,6 +179,9 @@ def pretrain(
         patience=patience,
         schedule="cosine",
     )
+    from coffea_hepfm.training.modelfile import utc_now
+
+    started_at = utc_now()
     t0 = time.perf_counter()
     result = run_loop(
         model,
@@ -190,6 +193,7 @@ def pretrain(
         description=f"pretrain {task}",
         progress=progress,
     )
+    finished_at = utc_now()
     metrics = {"val_loss": -result.best_score}
     if task == "multiclass":
         from coffea_hepfm.training.loop import predict
@@ -212,6 +216,7 @@ def pretrain(
             "seed": seed,
             "augmentations": list(augment.ops) if task == "contrastive" else [],
             "temperature": temperature if task == "contrastive" else None,
+            "torch_threads": torch.get_num_threads(),
         },
         "data": {
             "dataset": os.fspath(data_dir),
@@ -222,15 +227,36 @@ def pretrain(
             "events_per_process": {p: int((table.y == k).sum()) for k, p in enumerate(processes)},
         },
         "metrics": metrics,
-        "training": {**result.to_dict(), "wall_s": round(time.perf_counter() - t0, 2)},
+        "training": {
+            **result.to_dict(),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "started_at": started_at,
+            "finished_at": finished_at,
+        },
     }
-    from coffea_hepfm.training.modelfile import REPRODUCE, save_trained
+    from coffea_hepfm.training.modelfile import cli_command, python_call, save_trained
 
-    command = (
-        f"coffea-hepfm pretrain --task {task} --data {os.fspath(data_dir)} --out {os.fspath(out)} --epochs {epochs} "
-        f"--batch-size {batch_size} --seed {seed}"
-        + (f" --max-events {max_events}" if max_events else "")
-        + ("" if math.isinf(time_budget_s) else f" --time-budget {time_budget_s:g}")
-    )
-    save_trained(out, model, spec, head=model.kind, reproduce=REPRODUCE.format(command=command), **info)
+    python_only = {"processes": (processes_arg, None), "val_fraction": (val_fraction, 0.05)}
+    python_only["temperature"] = (temperature, 0.1)
+    if any(v != d for v, d in python_only.values()):  # not expressible on the command line
+        kwargs = {
+            "task": task,
+            "max_events": max_events,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+        }
+        kwargs |= {"time_budget_s": time_budget_s, "hidden": hidden, "n_proc_steps": n_proc_steps}
+        kwargs |= {"seed": seed, "patience": patience} | {k: v for k, (v, d) in python_only.items() if v != d}
+        command = python_call(__name__, "pretrain", (data_dir, out), kwargs, torch.get_num_threads())
+    else:
+        budget = None if math.isinf(time_budget_s) else time_budget_s
+        command = cli_command(
+            "coffea-hepfm pretrain",
+            [("--task", task), ("--data", data_dir), ("--out", out), ("--epochs", epochs)]
+            + [("--batch-size", batch_size), ("--max-events", max_events), ("--seed", seed), ("--lr", lr)]
+            + [("--time-budget", budget), ("--hidden", hidden), ("--n-proc-steps", n_proc_steps)]
+            + [("--patience", patience), ("--threads", torch.get_num_threads())],
+        )
+    save_trained(out, model, spec, head=model.kind, reproduce=command, **info)
     return info

@@ -66,7 +66,9 @@ def run_study(
         ``{train_size: seconds}`` wall-clock training budget per run (default: unlimited; early stopping
         still applies).
     save_models
-        Save the seed-0 model of every (task, size, init) under ``out_dir/models/`` (for CKA).
+        Save the first seed's model of every (task, size, init) under ``out_dir/models/`` (for CKA, and
+        to ship with ``coffea-hepfm ship``). Each file records the study command that made it
+        (``reproduce``) and its run (``study``: out, task, train_size, seed, init).
     inits
         ``("pretrained", "scratch")`` by default; ``("pretrained",)`` compares another backbone only.
 
@@ -76,6 +78,7 @@ def run_study(
         ``{"config": ..., "runs": [...], "summary": {...}}`` as written to ``out_dir/study.json``.
     """
     from coffea_hepfm.training.finetune import finetune
+    from coffea_hepfm.training.modelfile import file_sha256
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,7 @@ def run_study(
     results["config"] = {
         "data": os.fspath(data_dir),
         "pretrained": os.fspath(pretrained),
+        "pretrained_sha256": file_sha256(pretrained),
         "tasks": list(tasks),
         "sizes": list(sizes),
         "seeds": list(seeds),
@@ -93,6 +97,7 @@ def run_study(
         "torch_threads": __import__("torch").get_num_threads(),
     }
     done = {_key(r) for r in results["runs"]}
+    command = study_command(data_dir, pretrained, out_dir, tasks, sizes, seeds, budgets, strategy, inits)
     for size in sizes:
         for task in tasks:
             for seed in seeds:
@@ -112,6 +117,16 @@ def run_study(
                         seed=seed,
                         time_budget_s=(budgets or {}).get(size, math.inf),
                         progress=progress,
+                        route={
+                            "reproduce": command,
+                            "study": {
+                                "out": os.fspath(out_dir),
+                                "task": task,
+                                "train_size": size,
+                                "seed": seed,
+                                "init": init,
+                            },
+                        },
                     )
                     run = {
                         "task": task,
@@ -134,6 +149,30 @@ def run_study(
     plot_learning_curves(results, out_dir / "learning_curves.png")
     plot_time_to_target(results, out_dir / "time_to_target.png")
     return results
+
+
+def study_command(data_dir, pretrained, out_dir, tasks, sizes, seeds, budgets, strategy, inits) -> str:
+    """The ``coffea-hepfm study`` command line of these parameters (with this process's torch threads)."""
+    import torch
+
+    from coffea_hepfm.training.modelfile import cli_command
+
+    budget = ",".join(f"{k}:{v:g}" for k, v in (budgets or {}).items() if math.isfinite(v)) or None
+    return cli_command(
+        "coffea-hepfm study",
+        [
+            ("--data", data_dir),
+            ("--from", pretrained),
+            ("--out", out_dir),
+            ("--tasks", ",".join(tasks)),
+            ("--sizes", ",".join(map(str, sizes))),
+            ("--seeds", ",".join(map(str, seeds))),
+            ("--budgets", budget),
+            ("--strategy", strategy),
+            ("--inits", ",".join(inits)),
+            ("--threads", torch.get_num_threads()),
+        ],
+    )
 
 
 def merge_results(dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> dict:
