@@ -217,9 +217,12 @@ def run_gpu_check(
     from coffea_hepfm.score.bench import _default_sources
     from coffea_hepfm.score.local import LocalRunner, resolve_device
 
+    from coffea_hepfm.threads import set_torch_threads
+
     dev = torch.device(resolve_device(device))
-    if dev.type == "cpu":
-        torch.set_num_threads(1)  # per-core figures, as bench score
+    # Explicit, so LocalRunner keeps it (and needs no dask to work out a default): one thread on CPU for
+    # per-core figures as bench score; on a GPU machine the host keeps torch's own count.
+    set_torch_threads(1 if dev.type == "cpu" else torch.get_num_threads())
     batches = tuple(batches or (GPU_BATCHES if dev.type == "cuda" else CPU_BATCHES))
     path = resolve_model_path(model)
     runner = LocalRunner(path, device=dev.type)
