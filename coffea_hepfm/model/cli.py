@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-BACKENDS = ("eager", "fused", "script", "onnx")
+BACKENDS = ("eager", "fused", "script", "onnx", "compile")
 
 
 def _default_nanoaod() -> Path:
@@ -44,7 +44,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         nanoaod: Path = typer.Option(None, help="Folder of NanoAOD files (default ../shared/data/nanoaod)."),
         model: str = typer.Option(None, help="Model file or shipped name; default: untrained default net."),
         backend: list[str] = typer.Option(
-            ["eager", "fused"], "--backend", help="eager | fused (the local scoring path) | script | onnx."
+            ["eager", "fused"], "--backend", help="eager | fused (the local scoring path) | script | onnx | compile (torch.compile)."
         ),
         seconds: float = typer.Option(3.0, help="Minimum timed CPU seconds per configuration."),
         json_path: Path = typer.Option(
@@ -116,6 +116,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                             fn = FusedScoringModule(scoring)
                         elif name == "script":
                             fn = torch.jit.freeze(torch.jit.script(scoring))
+                        elif name == "compile":  # Inductor; the first call compiles (not timed)
+                            fn = torch.compile(scoring, dynamic=True)
                         else:
                             fn = _onnx_runner(scoring, threads, Path(tmp))
                         cpu, n = B.time_model(fn, batches, seconds)
