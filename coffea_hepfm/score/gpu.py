@@ -216,7 +216,6 @@ def run_gpu_check(
     from coffea_hepfm.model.io import resolve_model_path
     from coffea_hepfm.score.bench import _default_sources
     from coffea_hepfm.score.local import LocalRunner, resolve_device
-
     from coffea_hepfm.threads import set_torch_threads
 
     dev = torch.device(resolve_device(device))
