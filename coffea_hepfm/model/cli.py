@@ -44,7 +44,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         nanoaod: Path = typer.Option(None, help="Folder of NanoAOD files (default ../shared/data/nanoaod)."),
         model: str = typer.Option(None, help="Model file or shipped name; default: untrained default net."),
         backend: list[str] = typer.Option(
-            ["eager", "fused"], "--backend", help="eager | fused (the local scoring path) | script | onnx | compile (torch.compile)."
+            ["eager", "fused"],
+            "--backend",
+            help="eager | fused (the local scoring path) | script | onnx | compile (torch.compile).",
         ),
         seconds: float = typer.Option(3.0, help="Minimum timed CPU seconds per configuration."),
         json_path: Path = typer.Option(
