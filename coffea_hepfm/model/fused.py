@@ -140,39 +140,47 @@ class FusedScoringModule:
             buf = self._ws[name] = (t, t.numpy())
         return buf[0][:rows], buf[1][:rows]
 
-    def _run(self, rows: int, first, mlp: _MLP, out: np.ndarray, residual: bool, index, pool) -> None:
-        r"""One MLP over ``rows`` rows, in row tiles of :attr:`tile` (so that the tile's activations
-        stay in L2 between the products and the kernels).
+    def _spans(self, rows: int) -> list[tuple[int, int]]:
+        """Row tiles of :attr:`tile` rows (so that a tile's activations stay in L2 between the matrix
+        products and the kernels)."""
+        return [(r0, min(r0 + self.tile, rows)) for r0 in range(0, rows, self.tile)]
 
-        ``first(r0, r1, p, p_np)`` writes the tile's ReLU'd first layer into ``p``; then come the other
+    def _run(self, spans, first, mlp: _MLP, out: list, residual: bool, index: list | None, pool) -> None:
+        r"""One MLP over the row tiles ``spans``.
+
+        ``first(j, p, p_np)`` writes tile ``j``'s ReLU'd first layer into ``p``; then come the other
         Linear layers (matrix product, then bias + ReLU in place), and the last one's kernel adds
-        ``LayerNorm(...)`` into ``out[r0:r1]`` (``residual``) or writes it there, and scatter-sums the
-        result into ``pool[index[r0:r1]]`` when ``pool`` has rows.
+        ``LayerNorm(...)`` into ``out[j]`` (``residual``) or writes it there, and scatter-sums the
+        result into ``pool[index[j]]`` when ``index`` is given. ``out`` and ``index`` are per-tile
+        numpy views, made once per forward (slicing costs microseconds, and there are hundreds of tiles).
         """
         layers, ln = mlp.layers, mlp.ln
         n = len(layers)
-        tile = min(self.tile, max(rows, 1))
-        p_t, p_n = self._buf("p", tile)
-        q_bufs = [self._buf(f"q{i}", tile, layers[i][0].size(1)) for i in range(1, min(n, 3))]
-        pooled = pool.shape[0] > 0
-        for r0 in range(0, rows, tile):
-            r1 = min(r0 + tile, rows)
-            k = r1 - r0
-            pt, pn = (p_t, p_n) if k == tile else (p_t[:k], p_n[:k])
-            first(r0, r1, pt, pn)
-            ix = index[r0:r1] if pooled else index
+        if not spans:
+            return
+        tile = spans[0][1] - spans[0][0]
+        last = spans[-1][1] - spans[-1][0]
+        p_full = self._buf("p", tile)
+        p_last = (p_full[0][:last], p_full[1][:last])
+        q_full = [self._buf(f"q{i}", tile, layers[i][0].size(1)) for i in range(1, min(n, 3))]
+        q_last = [(t[:last], a[:last]) for t, a in q_full]
+        if index is None:
+            index, pool = [self._none_i] * len(spans), self._none_f
+        final = len(spans) - 1
+        for j in range(len(spans)):
+            pt, pn = p_full if j != final else p_last
+            first(j, pt, pn)
             if n == 1:  # relu(P) + 0 is P: the LayerNorm kernel only normalises
-                K.bias_relu_layer_norm(pn, self._zero, *ln, out[r0:r1], residual, ix, pool)
+                K.bias_relu_layer_norm(pn, self._zero, *ln, out[j], residual, index[j], pool)
                 continue
+            qs = q_full if j != final else q_last
             xt = pt
             for i in range(1, n):
                 w, b = layers[i]
-                qt, qn = q_bufs[(i - 1) % 2]
-                if k != tile:
-                    qt, qn = qt[:k], qn[:k]
+                qt, qn = qs[(i - 1) % 2]
                 torch.mm(xt, w, out=qt)
                 if i == n - 1:
-                    K.bias_relu_layer_norm(qn, b, *ln, out[r0:r1], residual, ix, pool)
+                    K.bias_relu_layer_norm(qn, b, *ln, out[j], residual, index[j], pool)
                 else:
                     K.bias_act(qn, b)
                     xt = qt
@@ -180,19 +188,22 @@ class FusedScoringModule:
     def _mlp(self, X: Tensor, mlp: _MLP, out: np.ndarray, residual: bool = False) -> None:
         """An ordinary MLP (encoders, global block, decoder) on the rows of ``X``."""
         w, b = mlp.layers[0]
+        spans = self._spans(X.size(0))
+        outs = [out[r0:r1] for r0, r1 in spans]
         if w.size(0) <= 16:  # small fan-in (node / edge / global features): memory bound, one fused pass
-            Xn, wn = X.numpy(), w.numpy()
+            xs, wn = [X.numpy()[r0:r1] for r0, r1 in spans], w.numpy()
 
-            def first(r0, r1, pt, pn):
-                K.small_linear(Xn[r0:r1], wn, b, pn, True)
+            def first(j, pt, pn):
+                K.small_linear(xs[j], wn, b, pn, True)
 
         else:
+            xs = [X[r0:r1] for r0, r1 in spans]
 
-            def first(r0, r1, pt, pn):
-                torch.mm(X[r0:r1], w, out=pt)
+            def first(j, pt, pn):
+                torch.mm(xs[j], w, out=pt)
                 K.bias_act(pn, b)
 
-        self._run(X.size(0), first, mlp, out, residual, self._none_i, self._none_f)
+        self._run(spans, first, mlp, outs, residual, None, None)
 
     # -- forward -------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -227,6 +238,16 @@ class FusedScoringModule:
             torch.empty(n_events, H),
         )
         es_np, ns_np, ep_np = edge_sum.numpy(), node_sum.numpy(), edge_pool.numpy()
+        # Per-tile views, made once and used by every step (the state is updated in place).
+        e_spans, n_spans = self._spans(n_edges), self._spans(n_nodes)
+        e_t = [e[r0:r1] for r0, r1 in e_spans]
+        e_n = [e_np[r0:r1] for r0, r1 in e_spans]
+        src_n = [src[r0:r1] for r0, r1 in e_spans]
+        dst_n = [dst[r0:r1] for r0, r1 in e_spans]
+        h_t = [h[r0:r1] for r0, r1 in n_spans]
+        h_n = [h_np[r0:r1] for r0, r1 in n_spans]
+        b_n = [bidx[r0:r1] for r0, r1 in n_spans]
+        w_edge, w_node, w_aggr, b_node = self.w_edge, self.w_node, self.w_aggr, self.b_node
         for _ in range(self.steps):
             # Edge block: P = e W_e^T + S[src] + D[dst], S = x W_s^T + (g W_u^T)[batch] + b.
             s = torch.mm(h, self.w_src)
@@ -234,23 +255,24 @@ class FusedScoringModule:
             s += self.b_edge
             s_np, d_np = s.numpy(), torch.mm(h, self.w_dst).numpy()
 
-            def edge_first(r0, r1, pt, pn, s_np=s_np, d_np=d_np):
-                torch.mm(e[r0:r1], self.w_edge, out=pt)
-                K.gather_add(pn, s_np, src[r0:r1], d_np, dst[r0:r1], True)
+            def edge_first(j, pt, pn, s_np=s_np, d_np=d_np):
+                torch.mm(e_t[j], w_edge, out=pt)
+                K.gather_add(pn, s_np, src_n[j], d_np, dst_n[j], True)
 
             edge_sum.zero_()
-            self._run(n_edges, edge_first, self.edge_mlp, e_np, True, dst, es_np)
+            self._run(e_spans, edge_first, self.edge_mlp, e_n, True, dst_n, es_np)
             # Node block: P = x W_x^T + b + aggr W_a^T + (g W_u^T)[batch].
             aggr = edge_sum * inv_degree if inv_degree is not None else edge_sum
+            aggr_t = [aggr[r0:r1] for r0, r1 in n_spans]
             gn_np = torch.mm(g, self.w_nglob).numpy()
 
-            def node_first(r0, r1, pt, pn, aggr=aggr, gn_np=gn_np):
-                torch.addmm(self.b_node, h[r0:r1], self.w_node, out=pt)
-                pt.addmm_(aggr[r0:r1], self.w_aggr)
-                K.gather_add(pn, gn_np, bidx[r0:r1], self._none_f, self._none_i, True)
+            def node_first(j, pt, pn, aggr_t=aggr_t, gn_np=gn_np):
+                torch.addmm(b_node, h_t[j], w_node, out=pt)
+                pt.addmm_(aggr_t[j], w_aggr)
+                K.gather_add(pn, gn_np, b_n[j], self._none_f, self._none_i, True)
 
             node_sum.zero_()
-            self._run(n_nodes, node_first, self.node_mlp, h_np, True, bidx, ns_np)
+            self._run(n_spans, node_first, self.node_mlp, h_n, True, b_n, ns_np)
             # Global block on [g, mean/sum of nodes, mean/sum of edges].
             edge_pool.zero_()
             K.add_rows(ep_np, es_np, bidx)
