@@ -4,6 +4,10 @@ Each stage of the data flow owns its commands in its own ``cli.py`` (``simulatio
 ``graph``..., ``training/cli.py``, ``score/cli.py``, ``triton/cli.py``, ``processors/cli.py``) and exposes
 ``register(app, bench)``. Those modules import heavy packages (torch, pythia8) inside the command bodies,
 so ``coffea-hepfm --help`` stays fast.
+
+Every command reports problems the same way (:mod:`coffea_hepfm.cli_report`): the package's warnings
+summarised at the end, one line per kind with a count and the file(s), and errors as one ``error:``
+line without a traceback, exit code 2 for bad input and 1 for a bug.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import importlib
 
 import typer
 
+from coffea_hepfm.cli_report import ReportingGroup
+
 app = typer.Typer(
+    cls=ReportingGroup,
     name="coffea-hepfm",
     help="A pretrained graph-network foundation model for collider events, as a coffea plugin.",
     no_args_is_help=True,
@@ -31,7 +38,9 @@ _STAGES = (
     "coffea_hepfm.graph.cli",
     "coffea_hepfm.model.cli",
     "coffea_hepfm.training.cli",
+    "coffea_hepfm.training.reference_cli",
     "coffea_hepfm.score.cli",
+    "coffea_hepfm.score.domain_cli",
     "coffea_hepfm.triton.cli",
     "coffea_hepfm.processors.cli",
     "coffea_hepfm.demo",

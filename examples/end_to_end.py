@@ -194,6 +194,12 @@ def run_end_to_end(
     ntuples = out / "ntuples"
     corr = ["--corrections", corrections] if corrections else []
     corr += ["--example-corrections"] if example_corrections else []
+    if pretrained != "none":  # fine-tuning a backbone: its graph spec (version, objects) defines the ntuples
+        from coffea_hepfm.model.io import read_metadata
+
+        spec_file = out / "graph_spec.json"
+        spec_file.write_text(json.dumps(read_metadata(pretrained)["graph_spec"]))
+        corr += ["--spec", spec_file]
     run_cli(["ntuples", fileset, "--out", ntuples, *corr], log)
 
     # 3. Fine-tune on the ntuples (weighted loss, split by event ID).

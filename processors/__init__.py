@@ -8,7 +8,8 @@ NanoAOD -> training ntuples -> fine-tuned model, with the analysis' own selectio
 
 Modules: :mod:`.corrections` (correctionlib pileup / muon SF), :mod:`.weights` (genWeight x xsec x lumi /
 sumw x corrections), :mod:`.selection`, :mod:`.ntuple` (``NtupleProcessor``), :mod:`.writer` (parquet
-chunks + manifest), :mod:`.make` (executors), :mod:`.fileset`, :mod:`.split` (validation split).
+chunks + manifest), :mod:`.make` (executors), :mod:`.fileset`, :mod:`.split` (validation split), :mod:`.lhe_weight`
+(one ``LHEReweightingWeight`` entry as a weight factor).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _EXPORTS = {
     "write_fileset": "fileset",
     "make_ntuples": "make",
     "FilesetError": "ntuple",
+    "LHEWeightError": "lhe_weight",
     "NtupleProcessor": "ntuple",
     "ntuple_record": "ntuple",
     "Selection": "selection",
@@ -35,6 +37,8 @@ _EXPORTS = {
     "event_weights": "weights",
     "sum_genweights": "weights",
     "EmptySelectionWarning": "writer",
+    "IncompleteNtuplesError": "writer",
+    "IncompleteNtuplesWarning": "writer",
     "NtupleConfigMismatch": "writer",
     "read_manifest": "writer",
     "read_ntuples": "writer",

@@ -51,6 +51,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
         lumi: float = typer.Option(59830.0, "--lumi", help="Integrated luminosity in pb^-1."),
         allow_data: bool = typer.Option(False, "--allow-data", help="Accept data datasets (unit weights)."),
+        weight: str = typer.Option(
+            None,
+            "--weight",
+            help="Multiply MC weights by one LHEReweightingWeight entry: 'lhe:IDX' or 'lhe:alpha=DEG' "
+            "(datasets with their own 'lhe_weight' metadata keep it).",
+        ),
     ) -> None:
         """Write training ntuples with correctionlib weights; a rerun writes only the missing chunks."""
         import dataclasses
@@ -92,6 +98,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             lumi=lumi,
             require_mc=not allow_data,
             progress=True,
+            lhe_weight=weight,
         )
         try:
             if workers > 0 or scheduler:

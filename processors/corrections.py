@@ -26,11 +26,13 @@ from dataclasses import asdict, dataclass
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMError
+
 PILEUP_FILE = "puWeights_2018_UL.json"
 MUON_FILE = "muon_Z_2018_UL.json.gz"
 
 
-class CorrectionKeyError(KeyError):
+class CorrectionKeyError(HEPFMError, KeyError):
     """The correction file does not hold the requested correction (message lists the ones it has)."""
 
     def __str__(self) -> str:  # KeyError would repr() the message

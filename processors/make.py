@@ -15,8 +15,8 @@ left by a killed run, so it writes only the missing chunks.
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -27,8 +27,47 @@ from coffea_hepfm.processors.writer import EmptySelectionWarning, chunk_path
 
 
 def _quiet_schema_warnings() -> None:
-    # NanoAODSchema warns about cross-references absent in slimmed files: expected, not actionable here.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents")
+    # NanoAODSchema's notices about cross-references absent in slimmed files (and Photon_charge it fills
+    # in): expected, not actionable here. Only these messages; every other warning still shows.
+    for message in (
+        r"Missing cross-reference (index|target) for ",
+        r"Branch \w+ already exists but its values",
+    ):
+        warnings.filterwarnings(
+            "ignore", message=message, category=RuntimeWarning, module=r"coffea\.nanoevents"
+        )
+
+
+_WORK_ITEM = re.compile(r"filename='(?P<file>[^']*)'.*?entrystart=(?P<start>\d+), entrystop=(?P<stop>\d+)")
+
+
+def _unwrap_runner_error(err: Exception) -> BaseException:
+    """The error behind coffea ``Runner``'s bare ``Exception("Failed processing file: WorkItem(...)")``.
+
+    coffea re-raises everything that fails in a chunk that way, which would turn a clear
+    ``MissingBranchError`` into an anonymous ``Exception``. Errors raised by reading the file (open,
+    schema) become :class:`~coffea_hepfm.nanoaod.inputs.InputFileError` naming the file.
+    """
+    from coffea_hepfm.errors import HEPFMError
+    from coffea_hepfm.nanoaod.inputs import InputFileError, is_read_error
+
+    cause = err.__cause__
+    if type(err) is not Exception or cause is None:
+        return err
+    item = _WORK_ITEM.search(str(err))
+    if item is not None and getattr(cause, "input_file", None) is None and not isinstance(cause, HEPFMError):
+        where = f"{item['file']} (entries {item['start']}-{item['stop']})"
+        if is_read_error(cause) or str(err).startswith(("Failed to open file", "Failed creating nanoevents")):
+            new = InputFileError(
+                f"cannot read {where}: {type(cause).__name__}: {cause}. The file may be truncated or corrupt: "
+                "check it, copy it again, or leave it out of the fileset",
+                item["file"],
+                (int(item["start"]), int(item["stop"])),
+            )
+            new.__cause__ = cause
+            return new
+        cause.input_file, cause.entries = item["file"], (int(item["start"]), int(item["stop"]))
+    return cause
 
 
 def _normalise(fileset: dict) -> dict:
@@ -41,26 +80,6 @@ def _normalise(fileset: dict) -> dict:
         files = dict(files) if isinstance(files, dict) else {f: "Events" for f in files}
         out[name] = {"files": {os.fspath(k): v for k, v in files.items()}, "metadata": ds.get("metadata")}
     return out
-
-
-def balanced_steps(num_entries: int, chunksize: int) -> list[list[int]]:
-    """Entry ranges of a file, split exactly as coffea's ``Runner`` splits it (equal-sized chunks).
-
-    Using the same chunk boundaries for every executor means a rerun with another executor finds the
-    chunks already written.
-
-    Examples
-    --------
-    >>> balanced_steps(200, 70)
-    [[0, 67], [67, 134], [134, 200]]
-    >>> balanced_steps(0, 70)
-    [[0, 0]]
-    """
-    if num_entries == 0:
-        return [[0, 0]]
-    n = max(round(num_entries / chunksize), 1)
-    size = math.ceil(num_entries / n)
-    return [[a, min(num_entries, a + size)] for a in range(0, num_entries, size)]
 
 
 def _dask_fileset(proc: NtupleProcessor, fileset: dict, chunksize: int, client=None) -> dict:
@@ -107,6 +126,7 @@ def make_ntuples(
     lumi: float = 59830.0,
     require_mc: bool = True,
     progress: bool = False,
+    lhe_weight: str | None = None,
 ) -> dict:
     """Write training ntuples of ``fileset`` into ``out_dir``; returns per-dataset counts.
 
@@ -122,7 +142,7 @@ def make_ntuples(
         ``"iterative"`` (eager) or ``"dask"``; with ``client`` the dask graph runs on that cluster.
     chunksize
         Entries per chunk (= per parquet file).
-    classes, selection, corrections, lumi, require_mc
+    classes, selection, corrections, lumi, require_mc, lhe_weight
         See :class:`NtupleProcessor`.
 
     Returns
@@ -147,6 +167,7 @@ def make_ntuples(
         lumi=lumi,
         require_mc=require_mc,
         chunksize=chunksize,
+        lhe_weight=lhe_weight,
     )
     fileset = proc.prepare(_normalise(fileset))
     if executor == "iterative":
@@ -156,7 +177,13 @@ def make_ntuples(
         runner = Runner(IterativeExecutor(status=progress), schema=NanoAODSchema, chunksize=chunksize)
         with warnings.catch_warnings():
             _quiet_schema_warnings()
-            result = runner(fileset, processor_instance=proc, treename="Events")
+            try:
+                result = runner(fileset, processor_instance=proc, treename="Events")
+            except Exception as err:
+                cause = _unwrap_runner_error(err)
+                if cause is err:
+                    raise
+                raise cause from cause.__cause__  # coffea's wrapper only repeats the message
     elif executor == "dask":
         import dask
         from coffea.dataset_tools import apply_to_fileset

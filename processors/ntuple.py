@@ -10,6 +10,8 @@ Dataset metadata read by the processor (``fileset[name]["metadata"]``)::
     label        class name of every event of the dataset (required; must be one of the task's classes)
     xsec         cross section in pb (required for MC)
     is_mc        default True; False marks collision data
+    lhe_weight   optional "lhe:IDX" or "lhe:alpha=DEG": multiply the weights by one LHEReweightingWeight
+                 entry (see :mod:`coffea_hepfm.processors.lhe_weight`); default: the processor's lhe_weight
     sumw         sum of genWeight over the dataset (filled by ``prepare`` when absent)
     label_index  filled by ``prepare``: index of ``label`` in the class list
     chunks       dask only, filled by ``make_ntuples``: [file, start, stop] of each partition
@@ -25,16 +27,21 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
+from coffea_hepfm.errors import HEPFMError
+from coffea_hepfm.nanoaod.consistency import MixedInputsError, check_uniform_inputs
+from coffea_hepfm.nanoaod.inputs import reading
 from coffea_hepfm.processors.corrections import Correction, load_correction
+from coffea_hepfm.processors.lhe_weight import LHEWeightError, lhe_factor, parse_lhe_weight, resolve_lhe_index
 from coffea_hepfm.processors.selection import Selection, as_mask, describe, selected_muons
 from coffea_hepfm.processors.weights import (
     Normalisation,
     NotMCError,
     event_weights,
-    genweight_sums,
+    scan_files,
 )
 from coffea_hepfm.processors.writer import (
     chunk_path,
+    expected_chunks,
     prepare_output,
     read_manifest,
     remove_stale_temps,
@@ -45,8 +52,31 @@ from coffea_hepfm.processors.writer import (
 ID_COLUMNS = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
 
 
-class FilesetError(ValueError):
+class FilesetError(HEPFMError, ValueError):
     """The fileset cannot be turned into ntuples (no label, unknown class, no cross section...)."""
+
+
+def _number(meta: dict, key: str, dataset: str) -> float:
+    try:
+        value = float(meta[key])
+    except (TypeError, ValueError):
+        raise FilesetError(
+            f"dataset {dataset!r}: metadata {key!r} is {meta[key]!r}, not a number; fix it in the fileset"
+        ) from None
+    return value
+
+
+def _positive_number(meta: dict, key: str, dataset: str, what: str) -> float:
+    """``meta[key]`` as a finite float > 0, or a :class:`FilesetError` naming the dataset and the value."""
+    if meta.get(key) is None:
+        raise FilesetError(f"dataset {dataset!r}: MC needs metadata {key!r} ({what})")
+    value = _number(meta, key, dataset)
+    if not np.isfinite(value) or value <= 0:
+        raise FilesetError(
+            f"dataset {dataset!r}: metadata {key!r} is {meta[key]!r}; {what} must be a finite number > 0. "
+            "Fix it in the fileset (data needs none: mark it is_mc=False)"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,7 @@ class ChunkConfig:
 
     label: int
     norm: Normalisation | None  # None: collision data, unit weights
+    lhe_index: int | None = None  # LHEReweightingWeight entry multiplying every weight column
 
 
 def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Correction], cfg: ChunkConfig):
@@ -69,6 +100,9 @@ def ntuple_record(events, spec, selection: Callable, corrections: Sequence[Corre
     graph = build_node_record(sel, spec)
     if cfg.norm is not None:
         weights = event_weights(sel, cfg.norm, corrections, selected_muons(selection, sel))
+        if cfg.lhe_index is not None:
+            factor = lhe_factor(sel, cfg.lhe_index)
+            weights = {k: ak.values_astype(w * factor, np.float32) for k, w in weights.items()}
     else:
         one = ak.values_astype(ak.ones_like(sel.event), np.float32)
         weights = {
@@ -129,6 +163,9 @@ class NtupleProcessor(processor.ProcessorABC):
     chunksize
         Entries per chunk, recorded in the manifest: a rerun with another chunking would write the same
         events under other chunk names, so it is refused.
+    lhe_weight
+        ``"lhe:IDX"`` or ``"lhe:alpha=DEG"`` for every MC dataset without its own ``lhe_weight``
+        metadata (see :mod:`~coffea_hepfm.processors.lhe_weight`); ``None``: no such factor.
 
     Examples
     --------
@@ -147,6 +184,7 @@ class NtupleProcessor(processor.ProcessorABC):
         lumi: float = 59830.0,
         require_mc: bool = True,
         chunksize: int | None = None,
+        lhe_weight: str | None = None,
     ):
         self.spec = spec
         self.out_dir = os.fspath(out_dir)
@@ -156,6 +194,7 @@ class NtupleProcessor(processor.ProcessorABC):
         self.lumi = lumi
         self.require_mc = require_mc
         self.chunksize = chunksize
+        self.lhe_weight = lhe_weight
 
     @property
     def selection_(self) -> Callable:
@@ -196,8 +235,9 @@ class NtupleProcessor(processor.ProcessorABC):
                 if not os.path.exists(f):
                     raise FileNotFoundError(f"dataset {name!r}: file not found: {f}")
             is_mc = bool(meta.get("is_mc", True))
+            scan = scan_files(files)  # one open per file: entries, and for MC the check and sum(genWeight)
+            sums = [w for w, _ in scan]
             if is_mc:
-                sums = genweight_sums(files)  # one read per file: the MC check and sum(genWeight)
                 data_files = [f for f, w in zip(files, sums, strict=True) if w is None]
                 if data_files and self.require_mc:
                     raise NotMCError(
@@ -208,20 +248,37 @@ class NtupleProcessor(processor.ProcessorABC):
             elif self.require_mc:
                 raise NotMCError(f"dataset {name!r} is data (is_mc=False) but the ntuples need MC weights")
             if is_mc:
-                if meta.get("xsec") is None:
-                    raise FilesetError(f"dataset {name!r}: MC needs metadata 'xsec' (cross section in pb)")
+                meta["xsec"] = _positive_number(meta, "xsec", name, "the cross section in pb")
                 if meta.get("sumw") is None:
                     meta["sumw"] = float(sum(sums))
-                try:
-                    Normalisation(float(meta["xsec"]), float(meta["sumw"]), self.lumi).scale  # noqa: B018
-                except ValueError as err:
+                    given = "summed over the files"
+                else:
+                    meta["sumw"] = _number(meta, "sumw", name)
+                    given = "given in the metadata"
+                if not np.isfinite(meta["sumw"]) or meta["sumw"] <= 0:
                     raise FilesetError(
-                        f"dataset {name!r}: {err} (no events, or weights summing to 0); give metadata 'sumw' "
-                        "when these files are a subset of a larger sample"
-                    ) from None
+                        f"dataset {name!r}: sum of generator weights is {meta['sumw']} ({given}): "
+                        "cannot normalise to the cross section (no events, or weights summing to <= 0); "
+                        "give metadata 'sumw' (> 0) when these files are a subset of a larger sample"
+                    )
+                try:
+                    Normalisation(meta["xsec"], meta["sumw"], self.lumi).scale  # noqa: B018
+                except ValueError as err:  # the luminosity
+                    raise FilesetError(f"dataset {name!r}: {err}") from None
+            spec = parse_lhe_weight(meta.get("lhe_weight", self.lhe_weight))
+            if spec is not None and not is_mc:
+                raise LHEWeightError(f"dataset {name!r} is collision data: it cannot take lhe_weight {spec}")
+            if spec is not None:
+                meta["lhe_index"] = resolve_lhe_index(spec, files, name)
+                meta["lhe_weight"] = meta.get("lhe_weight", self.lhe_weight)
             meta.update(is_mc=is_mc, label_index=classes.index(str(meta["label"])))
             out[name] = {**ds, "metadata": meta}
-            datasets[name] = {k: meta.get(k) for k in ("label", "label_index", "is_mc", "xsec", "sumw")}
+            keys = ("label", "label_index", "is_mc", "xsec", "sumw", "lhe_weight", "lhe_index")
+            datasets[name] = {k: meta.get(k) for k in keys}
+            if self.chunksize is not None:  # what a complete run writes: read_ntuples checks it
+                datasets[name]["chunks"] = expected_chunks(
+                    self.out_dir, name, files, [n for _, n in scan], self.chunksize
+                )
         prepare_output(
             self.out_dir,
             {
@@ -247,7 +304,8 @@ class NtupleProcessor(processor.ProcessorABC):
         norm = None
         if metadata.get("is_mc", True):
             norm = Normalisation(float(metadata["xsec"]), float(metadata["sumw"]), self.lumi)
-        return ChunkConfig(int(metadata["label_index"]), norm)
+        lhe_index = metadata.get("lhe_index")
+        return ChunkConfig(int(metadata["label_index"]), norm, None if lhe_index is None else int(lhe_index))
 
     def process(self, events):
         meta = dict(events.metadata)
@@ -260,8 +318,10 @@ class NtupleProcessor(processor.ProcessorABC):
         path = chunk_path(self.out_dir, dataset, meta["filename"], meta["entrystart"], meta["entrystop"])
         if path.exists():
             return {dataset: _write_partition(None, os.fspath(path), 0)}
-        record = ntuple_record(events, *args)
-        return {dataset: _write_partition(record, os.fspath(path), len(events))}
+        # warnings name the file, an unreadable file raises InputFileError naming it and the entries
+        with reading(meta["filename"], meta["entrystart"], meta["entrystop"]):
+            record = ntuple_record(events, *args)
+            return {dataset: _write_partition(record, os.fspath(path), len(events))}
 
     def _process_dask(self, events, meta: dict, args: tuple):
         import dask
@@ -273,6 +333,10 @@ class NtupleProcessor(processor.ProcessorABC):
                 f"dataset {meta['dataset']!r}: dask mode needs metadata 'chunks' ([file, start, stop] per "
                 f"partition, {events.npartitions} partitions); run through make_ntuples"
             )
+        try:  # the collection's form is its first file's: refuse files that differ in what the spec reads
+            check_uniform_inputs(events, self.spec.required_branches)
+        except MixedInputsError as err:
+            raise MixedInputsError(f"dataset {meta['dataset']!r}: {err}", err.differences) from None
         record = dak.map_partitions(ntuple_record, events, *args, label="hepfm-ntuple")
         writes = [
             dask.delayed(_write_partition)(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.processors.corrections import (
     Correction,
     MuonScaleFactor,
@@ -34,7 +35,7 @@ from coffea_hepfm.processors.corrections import (
 )
 
 
-class NotMCError(ValueError):
+class NotMCError(HEPFMError, ValueError):
     """MC weights were requested for collision data (no ``genWeight``, or ``is_mc=False``)."""
 
 
@@ -45,11 +46,12 @@ class Normalisation:
     Parameters
     ----------
     xsec
-        Cross section in pb.
+        Cross section in pb; must be a finite number > 0.
     sumw
-        Sum of ``genWeight`` over the whole dataset; must be non-zero.
+        Sum of ``genWeight`` over the whole dataset; must be finite and > 0 (samples with negative
+        generator weights still have a positive sum; a sum <= 0 means the files are not the sample).
     lumi
-        Integrated luminosity in pb^-1 (2018: 59830).
+        Integrated luminosity in pb^-1 (2018: 59830); must be finite and > 0.
 
     Examples
     --------
@@ -59,6 +61,10 @@ class Normalisation:
     Traceback (most recent call last):
     ...
     ValueError: sum of generator weights is 0.0: cannot normalise to the cross section
+    >>> Normalisation(xsec=-800.0, sumw=4.0).scale
+    Traceback (most recent call last):
+    ...
+    ValueError: cross section is -800.0 pb: it must be a finite number > 0
     """
 
     xsec: float
@@ -67,11 +73,39 @@ class Normalisation:
 
     @property
     def scale(self) -> float:
-        if not np.isfinite(self.sumw) or self.sumw == 0:
+        for name, value, what in (
+            ("cross section", self.xsec, "pb: it must be a finite number > 0"),
+            ("luminosity", self.lumi, "pb^-1: it must be a finite number > 0"),
+        ):
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} is {value} {what}")
+        if not np.isfinite(self.sumw) or self.sumw <= 0:
             raise ValueError(
                 f"sum of generator weights is {self.sumw}: cannot normalise to the cross section"
             )
         return self.xsec * self.lumi / self.sumw
+
+
+def scan_files(
+    files: Sequence[str | os.PathLike], treename: str = "Events"
+) -> list[tuple[float | None, int]]:
+    """Per file, in one open: ``(sum of genWeight or None for data, number of entries)``.
+
+    Examples
+    --------
+    >>> scan_files(["nano_dy.root", "nano_dimuon.root"])  # doctest: +SKIP
+    [(578762.435546875, 40), (None, 40)]
+    """
+    import uproot
+
+    out: list[tuple[float | None, int]] = []
+    for path in files:
+        with uproot.open(os.fspath(path)) as f:
+            tree = f[treename]
+            has = "genWeight" in tree.keys()
+            w = float(np.sum(tree["genWeight"].array(library="np"), dtype=np.float64)) if has else None
+            out.append((w, int(tree.num_entries)))
+    return out
 
 
 def genweight_sums(files: Sequence[str | os.PathLike], treename: str = "Events") -> list[float | None]:
@@ -82,17 +116,7 @@ def genweight_sums(files: Sequence[str | os.PathLike], treename: str = "Events")
     >>> genweight_sums(["nano_dy.root", "nano_dimuon.root"])  # doctest: +SKIP
     [578762.435546875, None]
     """
-    import uproot
-
-    out: list[float | None] = []
-    for path in files:
-        with uproot.open(os.fspath(path)) as f:
-            tree = f[treename]
-            has = "genWeight" in tree.keys()
-            out.append(
-                float(np.sum(tree["genWeight"].array(library="np"), dtype=np.float64)) if has else None
-            )
-    return out
+    return [w for w, _ in scan_files(files, treename)]
 
 
 def sum_genweights(files: Sequence[str | os.PathLike], treename: str = "Events") -> float:

@@ -223,7 +223,8 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
         shrink(b) for b in documented_blocks((clones["examples"] / "examples" / "README.md").read_text())
     ]
     assert readme[0].strip() == "coffea-hepfm demo", readme[0]
-    assert len(readme) == 2 and "coffea-hepfm study" in readme[1] and "coffea-hepfm ship" in readme[1]
+    assert len(readme) == 3 and "coffea-hepfm check-inputs" in readme[1]  # "Is my data in the model's domain?"
+    assert "coffea-hepfm study" in readme[2] and "coffea-hepfm ship" in readme[2]
     assert len(examples) == 2 and examples[0].count("end_to_end.py") == 2, examples
     # README's python blocks need `events`: a file that its Reproduce block simulated.
     prelude = "import glob\nfrom coffea_hepfm.nanoaod import open_events\n"
@@ -248,6 +249,7 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
     # README: the demo's result, and what each Reproduce command writes (in the clone).
     clone = clones["readme"]
     assert "ROC AUC ttH vs ttbar" in out_readme
+    assert json.loads((clone / "runs" / "domain" / "check.json").read_text())["verdict"] in ("ok", "drift")
     assert "were temporary and are deleted" in out_readme  # names no folder that is gone
     sim = clone / "data" / "sim"
     assert len([p for p in sim.iterdir() if any(p.glob("*.root"))]) == 17

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import warnings
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import uproot
 import vector
+from graph_helpers import check_batch, expect_v2_warnings, make_events, opened
 
 from coffea_hepfm.graph import (
     GraphBatch,
@@ -21,6 +21,7 @@ from coffea_hepfm.graph import (
     MissingCollectionWarning,
     NonFiniteInput,
     NonFiniteWarning,
+    UnsupportedGraphSpec,
     build_graphs,
     build_node_record,
     iter_graph_batches,
@@ -31,140 +32,120 @@ from coffea_hepfm.nanoaod import open_events
 NO_PHOTON = GraphSpec(max_photons=0)
 
 
-@functools.cache
-def opened(path, mode="virtual"):
-    """NanoEvents opened once per test session (eager opening reads every branch: slow on 1500-branch
-    files). Builders never modify events, so sharing them between tests is safe."""
-    return open_events(path, mode=mode)
-
-
-def quiet_record(events, spec=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingCollectionWarning)
-        return build_node_record(events, spec)
-
-
-def make_events(jets, electrons=None, muons=None, photons=None, met=None):
-    """Hand-made events with the NanoEvents field layout the builder reads (one list per event)."""
-    n = len(jets)
-    empty = [[] for _ in range(n)]
-
-    def coll(rows, fields):
-        rows = empty if rows is None else rows
-        counts = [len(ev) for ev in rows]
-        return ak.zip(
-            {
-                f: ak.unflatten(np.array([o.get(f, 0.0) for ev in rows for o in ev], np.float32), counts)
-                for f in fields
-            }
-        )
-
-    return ak.Array(
-        {
-            "Jet": coll(jets, ("pt", "eta", "phi", "mass", "btagDeepFlavB")),
-            "Electron": coll(electrons, ("pt", "eta", "phi", "charge")),
-            "Muon": coll(muons, ("pt", "eta", "phi", "charge")),
-            "Photon": coll(photons, ("pt", "eta", "phi")),
-            "MET": ak.Array(met if met is not None else [{"pt": 0.0, "phi": 0.0}] * n),
-        }
-    )
-
-
-def check_batch(g: GraphBatch, spec: GraphSpec) -> None:
-    n = g.node_counts
-    assert g.x.dtype == np.float32 and g.x.shape == (n.sum(), spec.n_node_features)
-    assert g.u.dtype == np.float32 and g.u.shape == (len(n), spec.n_global_features)
-    assert g.edge_index.dtype == np.int64 and g.edge_index.shape == (2, int((n * (n - 1)).sum()))
-    assert g.edge_attr.dtype == np.float32 and g.edge_attr.shape == (g.num_edges, spec.n_edge_features)
-    assert np.array_equal(g.batch, np.repeat(np.arange(len(n)), n))
-    src, dst = g.edge_index
-    assert np.all(src != dst), "self loop"
-    assert np.array_equal(g.batch[src], g.batch[dst]), "edge across events"
-    key = src * max(g.num_nodes, 1) + dst
-    assert np.all(np.diff(key) > 0), "edges not unique / not source-major ordered"
-    assert np.isfinite(g.x).all() and np.isfinite(g.u).all() and np.isfinite(g.edge_attr).all()
-    assert np.all(np.abs(g.edge_attr[:, 1]) <= np.float32(np.pi))
-
-
-# -- spec --------------------------------------------------------------------------------------------
 def test_spec_roundtrip_and_mismatch():
-    spec = GraphSpec(max_jets=6, btag=[["btagPNetB", 0.245]])
+    spec = GraphSpec(max_jets=6, taggers=["btagPNetB"])
     d = json.loads(json.dumps(spec.to_dict()))
     assert GraphSpec.from_dict(d) == spec and hash(GraphSpec.from_dict(d)) == hash(spec)
-    assert (spec.n_node_features, spec.n_edge_features, spec.n_global_features) == (13, 4, 7)
-    spec.check_compatible(spec.replace(missing="error", nonfinite="raise"))  # policy: not compared
+    assert (spec.n_node_features, spec.n_edge_features, spec.n_global_features) == (15, 4, 7)
+    assert "btag" not in d and d["version"] == 2 and d["taggers"] == ["btagPNetB"]
+    spec.check_compatible(
+        spec.replace(missing="error", nonfinite="raise", era="2018")
+    )  # policy: not compared
     with pytest.raises(GraphSpecMismatch, match="max_jets: expected 6, got 10") as err:
-        spec.check_compatible(GraphSpec(btag=spec.btag).to_dict())
+        spec.check_compatible(GraphSpec(taggers=spec.taggers).to_dict())
     assert set(err.value.differences) == {"max_jets"}
     with pytest.raises(GraphSpecMismatch) as err:
-        spec.check_compatible(GraphSpec(met=False))
-    assert set(err.value.differences) == {"max_jets", "btag", "met"}
-    with pytest.raises(ValueError, match="unknown field"):
+        spec.check_compatible(GraphSpec(met=False, jet_id="tightLepVeto"))
+    assert set(err.value.differences) == {"max_jets", "taggers", "met", "jet_id"}
+    with pytest.raises(GraphSpecMismatch, match="version: expected 2, got 1"):
+        GraphSpec().check_compatible(GraphSpec(version=1))
+    with pytest.raises(UnsupportedGraphSpec, match=r"unknown field\(s\) \['max_taus'\]"):
         GraphSpec.from_dict({**d, "max_taus": 2})
-    with pytest.raises(ValueError, match="version 2 is not supported"):
-        GraphSpec.from_dict({**d, "version": 2})
+    with pytest.raises(UnsupportedGraphSpec, match="version 3 is not supported.*upgrade coffea-hepfm"):
+        GraphSpec.from_dict({**d, "version": 3})
+    with pytest.raises(UnsupportedGraphSpec, match=r"\['btag'\] exist only in graph spec version 1"):
+        GraphSpec(btag=[["btagDeepFlavB", 0.3]])
+    with pytest.raises(UnsupportedGraphSpec, match=r"\['taggers'\] exist only in graph spec version 2"):
+        GraphSpec.from_dict({**GraphSpec(version=1).to_dict(), "taggers": ["btagPNetB"]})
     with pytest.raises(ValueError, match="max_muons"):
         GraphSpec(max_muons=-1)
+    with pytest.raises(ValueError, match="unknown b-tag branch"):
+        GraphSpec(taggers=["btagFoo"])
+    with pytest.raises(ValueError, match="GraphSpec.era must be 'auto' or one of"):
+        GraphSpec(era="2019")
+    with pytest.raises(ValueError, match="electron_id must be one of"):
+        GraphSpec(electron_id="wp80")
+    # v1 and v2 put the kinematic columns the edge features read at the same positions.
+    v1, v2 = GraphSpec(version=1).node_features, GraphSpec().node_features
+    assert all(v1.index(k) == v2.index(k) for k in ("log_pt", "eta", "sin_phi", "cos_phi", "log_mass"))
+
+
+V15 = {
+    *(f"Jet_{f}" for f in ("pt", "eta", "phi", "mass", "btagUParTAK4B", "btagPNetB", "neHEF", "neEmEF", "chHEF")),
+    *(f"Jet_{f}" for f in ("chEmEF", "muEF", "chMultiplicity", "neMultiplicity")),
+    *(f"Electron_{f}" for f in ("pt", "eta", "phi", "charge", "cutBased", "mvaIso_WP80", "mvaIso_WP90")),
+    *(f"Muon_{f}" for f in ("pt", "eta", "phi", "charge", "tightId", "pfRelIso04_all")),
+    "nJet", "nElectron", "nMuon", "PuppiMET_pt", "PuppiMET_phi", "PFMET_pt", "PFMET_phi", "run", "genWeight",
+}  # fmt: skip
 
 
 def test_required_branches_resolve_versions():
+    """NanoAOD v15-like branch list: no Jet_jetId, PuppiMET and PFMET only, UParT, no Photon."""
     spec = GraphSpec()
-    # NanoAOD v15-like branch list: PuppiMET only, UParT b-tag, no Photon.
-    v15 = {"nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagUParTAK4B", "PuppiMET_pt"}
-    v15 |= {"PuppiMET_phi", "nElectron", "Electron_pt", "Electron_eta", "Electron_phi", "Electron_charge"}
-    v15 |= {"nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_charge"}
-    plan = resolve(spec, v15)
-    assert plan.met_source == "PuppiMET" and plan.btag_branch == "btagUParTAK4B"
-    assert plan.absent == ("Photon_pt",)
-    assert set(spec.required_branches(v15)) <= v15
-    with pytest.raises(MissingBranchError, match=r"no MET found.*NanoAOD v15") as err:
-        resolve(spec.replace(met_sources=("MET",)), v15)
+    plan = resolve(spec, V15)
+    assert plan.met_source == "PuppiMET" and plan.taggers == ("btagUParTAK4B", "btagPNetB")
+    assert plan.absent == ("Photon_pt",) and plan.is_mc and not plan.read_run
+    assert plan.describe()["jet_id"].startswith("Run 3 recipe from energy fractions")
+    assert set(spec.required_branches(V15)) <= V15
+    assert "Jet_chEmEF" not in spec.required_branches(V15)  # tight needs no lepton-veto fractions
+    assert "Jet_chEmEF" in spec.replace(jet_id="tightLepVeto").required_branches(V15)
+    assert resolve(spec.replace(met_sources=("MET", "PFMET")), V15).met_source == "PFMET"
+    with pytest.raises(MissingBranchError, match=r"no MET found.*GraphSpec.met_sources") as err:
+        resolve(spec.replace(met_sources=("MET",)), V15)
     assert err.value.branch == "MET_pt"
     with pytest.raises(MissingBranchError, match=r"Photon_pt not found.*max_photons=0"):
-        resolve(spec.replace(missing="error"), v15)
+        resolve(spec.replace(missing="error"), V15)
     with pytest.raises(MissingBranchError, match="Electron_charge not found"):
-        resolve(spec, v15 - {"Electron_charge"})
+        resolve(spec, V15 - {"Electron_charge"})
     with pytest.raises(MissingBranchError, match="no b-tag branch"):
-        resolve(spec, v15 - {"Jet_btagUParTAK4B"})
-    assert resolve(GraphSpec(max_jets=0), v15 - {"Jet_btagUParTAK4B"}).btag_branch is None
+        resolve(spec, V15 - {"Jet_btagUParTAK4B", "Jet_btagPNetB"})
+    assert resolve(GraphSpec(max_jets=0), V15 - {"Jet_btagUParTAK4B", "Jet_btagPNetB"}).taggers == ()
+    # Data (no genWeight) read the run number for the b-tag era; an explicit era does not.
+    assert "run" in spec.required_branches(V15 - {"genWeight"})
+    assert "run" not in spec.replace(era="2024").required_branches(V15 - {"genWeight"})
+    v1 = resolve(GraphSpec(version=1), V15)
+    assert v1.met_source == "PuppiMET" and v1.btag_branch == "btagPNetB"  # v1 order: DeepJet, PNet, ...
 
 
 # -- real CMS files: eager == virtual == dask, pruning, shapes ---------------------------------------
 def test_cms_file_eager_virtual_dask(cms_file):
     spec = GraphSpec()
-    eager = opened(cms_file, "eager")
-    rec = quiet_record(eager, spec)
-    assert len(rec) == len(eager)
-    assert str(rec.type.content) == "{nodes: var * 13 * float32, globals: 7 * float32}"
-    assert ak.array_equal(rec, quiet_record(opened(cms_file), spec))
-    devents = open_events(cms_file, mode="dask")
-    drec = quiet_record(devents, spec)
-    assert isinstance(drec, dak.Array)
-    # Column pruning: exactly the branches the spec needs for this file, nothing else.
-    (cols,) = dak.necessary_columns(drec).values()
-    assert set(cols) == set(spec.required_branches(devents))
-    assert ak.array_equal(rec, drec.compute())
+    with expect_v2_warnings(cms_file):  # the package warnings this file gives (no Photon, placeholder tagger)
+        eager = opened(cms_file, "eager")
+        rec = build_node_record(eager, spec)
+        assert len(rec) == len(eager)
+        assert str(rec.type.content) == "{nodes: var * 15 * float32, globals: 7 * float32}"
+        assert ak.array_equal(rec, build_node_record(opened(cms_file), spec))
+        devents = open_events(cms_file, mode="dask")
+        drec = build_node_record(devents, spec)
+        assert isinstance(drec, dak.Array)
+        # Column pruning: exactly the branches the spec may need for this file, nothing else.
+        (cols,) = dak.necessary_columns(drec).values()
+        assert set(cols) == set(spec.required_branches(devents))
+        assert ak.array_equal(rec, drec.compute())
 
-    # Entry ranges and selected (sliced) events, as processors pass them, give the same rows.
-    part = quiet_record(open_events(cms_file, mode="virtual", entry_start=3, entry_stop=9), spec)
-    assert ak.array_equal(part, rec[3:9])
-    mask = ak.num(eager.Jet) >= 2
-    assert ak.array_equal(quiet_record(eager[mask], spec), rec[mask])
+        # Entry ranges and selected (sliced) events, as processors pass them, give the same rows.
+        part = build_node_record(open_events(cms_file, mode="virtual", entry_start=3, entry_stop=9), spec)
+        assert ak.array_equal(part, rec[3:9])
+        mask = ak.num(eager.Jet) >= 2
+        assert ak.array_equal(build_node_record(eager[mask], spec), rec[mask])
 
-    g = build_graphs(opened(cms_file), NO_PHOTON)
-    check_batch(g, NO_PHOTON)
-    assert len(g) == len(eager)
-    ref = GraphBatch.from_record(build_node_record(eager, NO_PHOTON), NO_PHOTON)
-    for a in ("x", "edge_index", "edge_attr", "u", "batch", "node_counts"):
-        assert np.array_equal(getattr(g, a), getattr(ref, a)), a
+        g = build_graphs(opened(cms_file), NO_PHOTON)
+        check_batch(g, NO_PHOTON)
+        assert len(g) == len(eager)
+        ref = GraphBatch.from_record(build_node_record(eager, NO_PHOTON), NO_PHOTON)
+        for a in ("x", "edge_index", "edge_attr", "u", "batch", "node_counts"):
+            assert np.array_equal(getattr(g, a), getattr(ref, a)), a
 
 
 def test_column_pruning_follows_spec(shared_nanoaod):
     spec = GraphSpec(max_electrons=0, max_muons=0, max_photons=0, met=False)
     devents = open_events(shared_nanoaod / "nano_dy.root", mode="dask")
     (cols,) = dak.necessary_columns(build_node_record(devents, spec)).values()
-    assert set(cols) == {"nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB"}
-    assert set(cols) == set(spec.required_branches())
+    # Every b-tag branch of spec.taggers in the file may be needed: the choice is made per chunk.
+    taggers = {"Jet_btagDeepFlavB", "Jet_btagDeepB", "Jet_btagCSVV2"}
+    assert set(cols) == {"nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_jetId"} | taggers
+    assert set(cols) == set(spec.required_branches(devents))
 
     # A partition function built on build_graphs (as a scorer would be) prunes the same way.
     def n_nodes(events):
@@ -178,12 +159,16 @@ def test_column_pruning_follows_spec(shared_nanoaod):
     (cols2,) = dak.necessary_columns(counts).values()
     assert cols2 == cols
     jets = opened(shared_nanoaod / "nano_dy.root").Jet
-    assert counts.compute().tolist() == ak.to_list(np.minimum(ak.sum(jets.pt >= 20, axis=1), 10))
+    aeta = abs(jets.eta)
+    accepted = ((jets.pt > 25) & (aeta < 2.5)) | ((jets.pt > 30) & (aeta < 4.7))
+    n_jets = ak.sum(accepted & ((jets.jetId & 2) > 0), axis=1)
+    assert counts.compute().tolist() == ak.to_list(np.minimum(n_jets, 10))
 
 
 def test_features_against_vector(shared_nanoaod):
-    """Node and edge features of real jets/leptons recomputed independently with `vector`."""
-    spec = GraphSpec()
+    """Node and edge features of real jets/leptons recomputed independently with `vector` (v1 selection:
+    every object above threshold; the v2 selection is checked in test_graph_v2.py)."""
+    spec = GraphSpec(version=1)
     tree = uproot.open(shared_nanoaod / "nano_dy.root")["Events"]
     raw = tree.arrays(["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Muon_pt", "Muon_eta", "Muon_phi"])
     raw = ak.values_astype(raw, np.float64)
@@ -250,10 +235,10 @@ def test_edges_hand_case():
 def test_empty_file(empty_file):
     spec = GraphSpec()
     rec = build_node_record(opened(empty_file, "eager"), spec)
-    assert len(rec) == 0 and str(rec.type.content) == "{nodes: var * 13 * float32, globals: 7 * float32}"
+    assert len(rec) == 0 and str(rec.type.content) == "{nodes: var * 15 * float32, globals: 7 * float32}"
     g = GraphBatch.from_record(rec, spec)
     check_batch(g, spec)
-    assert len(g) == 0 and g.x.shape == (0, 13) and g.edge_attr.shape == (0, 4) and g.u.shape == (0, 7)
+    assert len(g) == 0 and g.x.shape == (0, 15) and g.edge_attr.shape == (0, 4) and g.u.shape == (0, 7)
     assert list(g.iter_batches(8)) == []
     drec = build_node_record(open_events(empty_file, mode="dask"), spec).compute()
     assert len(drec) == 0 and drec.type.content == rec.type.content
@@ -280,16 +265,20 @@ def test_sorting_caps_counts_and_empty_events():
         [{"pt": 30.0, "btagDeepFlavB": 0.9}, {"pt": 80.0, "btagDeepFlavB": -1.0}, {"pt": 50.0}, {"pt": 5.0}],
         [],
     ]
-    events = make_events(jets, muons=[[{"pt": 25.0, "charge": -1}], []], met=[{"pt": 40.0, "phi": 1.0}] * 2)
+    muons = [
+        [{"pt": 25.0, "charge": -1, "eta": 1.5, "phi": 2.0}],
+        [],
+    ]  # away from the jets (Delta-R cleaning)
+    events = make_events(jets, muons=muons, met=[{"pt": 40.0, "phi": 1.0}] * 2)
     g = GraphBatch.from_record(build_node_record(events, spec), spec)
     check_batch(g, spec)
     assert g.node_counts.tolist() == [4, 1]  # 2 capped jets + muon + MET ; MET only
     np.testing.assert_allclose(np.expm1(g.x[:2, 0]), [80.0, 50.0], rtol=1e-6)
-    assert g.x[0, spec.node_features.index("btag")] == 0.0  # -1 default clipped to 0
+    assert g.x[0, spec.node_features.index("btag_loose")] == 0.0  # a tagger's -1 default: not b-tagged
     assert g.x[2, spec.node_features.index("charge")] == -1
     assert g.x[4, spec.node_features.index("is_met")] == 1
     u = np.expm1(g.u)
-    np.testing.assert_allclose(u[0, :5], [3, 1, 0, 1, 0], atol=1e-5)  # 3 jets above 20 GeV, 1 b-tagged
+    np.testing.assert_allclose(u[0, :5], [3, 1, 0, 1, 0], atol=1e-5)  # 3 jets above 25 GeV, 1 b-tagged
     np.testing.assert_allclose(u[0, 5:], [160.0, 40.0], rtol=1e-6)
     np.testing.assert_allclose(u[1], [0, 0, 0, 0, 0, 0, 40.0], rtol=1e-6, atol=1e-6)
     g0 = build_graphs(events, spec.replace(met=False))
@@ -305,7 +294,9 @@ def test_nonfinite(rule):
     ]
     events = make_events(jets, met=[{"pt": 10.0, "phi": 0.0}, {"pt": 10.0, "phi": float("nan")}])
     if rule == "raise":
-        with pytest.raises(NonFiniteInput, match="2 jet object.*Jet_pt, Jet_eta"):
+        with pytest.raises(
+            NonFiniteInput, match=r"2 jet object.*Jet_pt \(1, e.g. nan\), Jet_eta \(1, e.g. inf\)"
+        ):
             build_node_record(events, spec)
         return
     with pytest.warns(NonFiniteWarning, match="jet: 2, met: 1"):
@@ -358,13 +349,14 @@ def test_torch_pyg_slices(shared_nanoaod):
 
 def test_parquet_roundtrip(tmp_path, shared_nanoaod):
     spec = GraphSpec()
-    rec = build_node_record(opened(shared_nanoaod / "nano_tree.root"), spec)
+    with expect_v2_warnings("nano_tree.root"):
+        rec = build_node_record(opened(shared_nanoaod / "nano_tree.root"), spec)
     ak.to_parquet(rec, tmp_path / "g.parquet")
     back = ak.from_parquet(tmp_path / "g.parquet")
     a, b = GraphBatch.from_record(rec, spec), GraphBatch.from_record(back, spec)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.edge_attr, b.edge_attr) and np.array_equal(a.u, b.u)
-    narrow = ak.zip({"nodes": rec.nodes[:, :, :12], "globals": rec.globals}, depth_limit=1)
-    with pytest.raises(ValueError, match="12 node / 7 global features, spec hepfm-graph v1 expects 13 / 7"):
+    narrow = ak.zip({"nodes": rec.nodes[:, :, :14], "globals": rec.globals}, depth_limit=1)
+    with pytest.raises(ValueError, match="14 node / 7 global features, spec hepfm-graph v2 expects 15 / 7"):
         GraphBatch.from_record(narrow, spec)
 
 
@@ -372,10 +364,13 @@ def test_bench_smoke(shared_nanoaod, tmp_path):
     from coffea_hepfm.graph.bench import bench_graph
 
     files = [shared_nanoaod / f for f in ("nano_dy.root", "nano_tt_v12.root", "nano_dimuon.root")]
-    r = bench_graph(files, GraphSpec(), n_events=3000, batch_size=1000, workdir=tmp_path)
-    assert r["n_events"] == 3000 and r["n_edges"] > 0
-    assert len(r["files"]) == 2  # nano_tt_v12 (no Photon) resolves differently and is left out
+    # The skim keeps the branches every file has: no Photon (nano_tt_v12 has none).
+    with pytest.warns(MissingCollectionWarning, match="Photon_pt not found"):
+        r = bench_graph(files, GraphSpec(), n_events=3000, batch_size=1000, workdir=tmp_path, chunk_size=1000)
+    assert r["n_events"] == 3000 and r["n_edges"] > 0 and r["chunk_size"] == 1000
+    assert [p.rsplit("/", 1)[-1] for p in r["files"]] == ["nano_dy.root", "nano_tt_v12.root", "nano_dimuon.root"]
     assert all(r[f"events_per_s_{s}_cpu"] > 0 for s in ("read", "record", "batches"))
+    assert r["graph_ev_per_cpu_s"] == r["events_per_s_record_cpu"] and r["spec_version"] == 2
 
 
 # -- simulated files -----------------------------------------------------------------------------------
@@ -398,9 +393,9 @@ def test_simulated_files(sim_files):
 def test_docstring_examples():
     import doctest
 
-    from coffea_hepfm.graph import columns, edges, nodes, spec
+    from coffea_hepfm.graph import btagging, columns, edges, nodes, sources, spec, validity
     from coffea_hepfm.nanoaod import versions
 
-    for module in (spec, columns, nodes, edges, versions):
+    for module in (spec, columns, nodes, edges, versions, sources, btagging, validity):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__

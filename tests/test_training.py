@@ -153,12 +153,16 @@ def test_pretrain_reduces_loss_and_contrastive_loss(table):
     idx = np.arange(0, len(table), 3)
     batch, y = make_batch(table, idx, SPEC), torch.from_numpy(table.y[idx])
     losses = []
-    for _ in range(25):
+    # Up to 100 full-batch steps: with graph spec v2 features some initialisations sit near ln(3) (uniform
+    # prediction) for ~40 steps before learning (measured: seed 0 reaches 0.36 x the start by step 100).
+    for _ in range(100):
         opt.zero_grad()
         loss = F.cross_entropy(model(*batch), y)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if losses[-1] < 0.7 * losses[0]:
+            break
     assert losses[-1] < 0.7 * losses[0]
     z = torch.randn(16, 8)
     assert float(nt_xent(z, z + 0.01 * torch.randn(16, 8))) < float(nt_xent(z, torch.randn(16, 8)))
@@ -298,7 +302,7 @@ def zprime_dir(tmp_path_factory):
         ["zprime_tt", "ttbar"], n_events=600, seed=21, out_dir=sim, workers=0, chunk_size=600, progress=False
     )
     out = tmp_path_factory.mktemp("train_zprime")
-    build_dataset(sim, out, ["zprime_tt", "ttbar"])
+    build_dataset(sim, out, ["zprime_tt", "ttbar"], spec=_backbone_spec())  # graphs of the backbone's spec
     return out
 
 
@@ -306,12 +310,20 @@ def zprime_dir(tmp_path_factory):
 BACKBONE = "backbone"
 
 
+def _backbone_spec():
+    """The graph spec the shipped backbone was trained with (a model scores graphs of its own spec)."""
+    from coffea_hepfm import models
+    from coffea_hepfm.model.io import read_metadata
+
+    return GraphSpec.from_dict(read_metadata(models.path(BACKBONE))["graph_spec"])
+
+
 def _untrained(pretrained=BACKBONE, seed=0):
     """The model fine-tuning starts from with this seed (finetune seeds torch, then builds it)."""
     from coffea_hepfm.training.finetune import build_finetune_model
 
     torch.manual_seed(seed)
-    return build_finetune_model(pretrained, SPEC).eval()
+    return build_finetune_model(pretrained, _backbone_spec()).eval()
 
 
 # Thresholds: on this 200-event training set and 160-event test split (40 ttbar, 120 Z'), fine-tuning
@@ -477,13 +489,16 @@ def test_linear_cka():
         linear_cka(x, np.ones((300, 4)))
 
 
-def test_shipped_tth_model_scores_tth_above_ttbar(table):
+def test_shipped_tth_model_scores_tth_above_ttbar(table, sim_dir, tmp_path):
     from coffea_hepfm import models
     from coffea_hepfm.model import load_model
     from coffea_hepfm.training.evaluate import signal_scores
 
     loaded = load_model(models.path("tth_vs_ttbar"))
     assert loaded.class_names == ["ttH", "ttbar"] and loaded.kind == "classifier"
+    if loaded.spec != SPEC:  # a model trained on another graph spec version scores graphs of its own spec
+        build_dataset(sim_dir, tmp_path / "own_spec", ["ttbar", "tth"], spec=loaded.spec)
+        table = load_classes(tmp_path / "own_spec", ["tth", "ttbar"])
     score = signal_scores(loaded.module, table, loaded.spec)
     tth, ttbar = score[table.y == 0], score[table.y == 1]
     assert tth.mean() > ttbar.mean() + 0.1

@@ -11,24 +11,40 @@ The features are defined by :class:`GraphSpec` (see ``docs/design.md``, section 
 """
 
 from coffea_hepfm.graph.batch import GraphBatch, build_graphs, iter_graph_batches, record_arrays
-from coffea_hepfm.graph.columns import Plan, resolve
+from coffea_hepfm.graph.columns import Plan
 from coffea_hepfm.graph.edges import edge_attr, edge_index
 from coffea_hepfm.graph.errors import (
+    EraWarning,
     GraphError,
     GraphSpecMismatch,
     MissingBranchError,
     MissingCollectionWarning,
     NonFiniteInput,
     NonFiniteWarning,
+    NoValidTagger,
+    TaggerFallbackWarning,
+    UnsupportedGraphSpec,
 )
 from coffea_hepfm.graph.nodes import FlatNodes
 from coffea_hepfm.graph.record import build_flat, build_node_record
-from coffea_hepfm.graph.spec import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES, GraphSpec
+from coffea_hepfm.graph.record import resolve_any as resolve
+from coffea_hepfm.graph.sources import PlanV2
+from coffea_hepfm.graph.spec import (
+    EDGE_FEATURES,
+    GLOBAL_FEATURES,
+    NODE_FEATURES,
+    NODE_FEATURES_V1,
+    NODE_FEATURES_V2,
+    GraphSpec,
+)
 
 __all__ = [
     "EDGE_FEATURES",
     "GLOBAL_FEATURES",
     "NODE_FEATURES",
+    "NODE_FEATURES_V1",
+    "NODE_FEATURES_V2",
+    "EraWarning",
     "FlatNodes",
     "GraphBatch",
     "GraphError",
@@ -38,7 +54,11 @@ __all__ = [
     "MissingCollectionWarning",
     "NonFiniteInput",
     "NonFiniteWarning",
+    "NoValidTagger",
     "Plan",
+    "PlanV2",
+    "TaggerFallbackWarning",
+    "UnsupportedGraphSpec",
     "build_flat",
     "build_graphs",
     "build_node_record",

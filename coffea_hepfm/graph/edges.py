@@ -20,9 +20,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from coffea_hepfm.graph.spec import NODE_FEATURES
+from coffea_hepfm.graph.spec import NODE_FEATURES_V2
 
-_F = {name: i for i, name in enumerate(NODE_FEATURES)}
+# Edges read only the kinematic columns (log_pt, eta, sin_phi, cos_phi, log_mass), which sit at the same
+# positions in every graph spec version (tests/test_graph.py checks it): one edge code for v1 and v2.
+_F = {name: i for i, name in enumerate(NODE_FEATURES_V2)}
 N_EDGE_FEATURES = 4
 
 

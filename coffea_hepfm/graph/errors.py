@@ -39,8 +39,20 @@ class MissingBranchError(GraphError, KeyError):
         return str(self.args[0])
 
 
+class UnsupportedGraphSpec(GraphSpecMismatch):
+    """A graph spec this code cannot build: unknown version or field (e.g. from a newer coffea-hepfm).
+    A :class:`GraphSpecMismatch` (and so a ``ValueError``), so code that refuses mismatched specs refuses
+    these too."""
+
+
 class NonFiniteInput(GraphError, ValueError):
-    """NaN or inf in an input branch while ``nonfinite="raise"``."""
+    """NaN/inf or an unphysical value (negative pT, |eta| > 10, ...) in an input branch while
+    ``nonfinite="raise"``."""
+
+
+class NoValidTagger(GraphError, ValueError):
+    """No b-tag branch of ``GraphSpec.taggers`` is usable in a chunk: absent, placeholder scores, or no
+    working points for the era. The message lists why each one was refused."""
 
 
 class MissingCollectionWarning(HEPFMWarning):
@@ -48,4 +60,15 @@ class MissingCollectionWarning(HEPFMWarning):
 
 
 class NonFiniteWarning(HEPFMWarning, RuntimeWarning):
-    """Objects with NaN/inf kinematics were dropped (``nonfinite="drop"``) or zeroed (``"zero"``)."""
+    """Objects with NaN/inf or unphysical inputs were dropped (``nonfinite="drop"``) or zeroed
+    (``"zero"``); the message gives the counts per branch and the file."""
+
+
+class TaggerFallbackWarning(HEPFMWarning):
+    """A preferred b-tag branch holds placeholder scores ("not computed") or has no working points for
+    the era, and the next tagger of ``GraphSpec.taggers`` is used; names the branches and the file."""
+
+
+class EraWarning(HEPFMWarning):
+    """Collision-data run numbers outside every known era: the b-tag working points of the tagger's
+    reference era are used; pass ``GraphSpec(era=...)`` to choose."""

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from coffea_hepfm.graph.columns import FIXED_MASS, Plan
-from coffea_hepfm.graph.errors import NonFiniteInput, NonFiniteWarning
-from coffea_hepfm.graph.spec import COLLECTIONS, NODE_FEATURES, OBJECT_TYPES
+from coffea_hepfm.graph.errors import NonFiniteWarning
+from coffea_hepfm.graph.spec import COLLECTIONS, NODE_FEATURES_V1, OBJECT_TYPES
+from coffea_hepfm.graph.validity import RULE, apply_rule
 
+NODE_FEATURES = NODE_FEATURES_V1  # this module builds graph spec version 1
 _F = {name: i for i, name in enumerate(NODE_FEATURES)}
 
 
@@ -31,54 +33,24 @@ class FlatNodes:
     nonfinite: dict[str, int]
 
 
-#: |eta| above this is non-physical (detector objects stay below ~7) and is treated like NaN/inf input;
-#: it keeps pT cosh(eta) finite in float32 for any pT below 1e30 GeV.
-ETA_MAX = 20.0
-
-
-def _bad_mask(arrays: dict[str, np.ndarray], obj: str, plan: Plan) -> tuple[np.ndarray, list[str]]:
-    bad = np.zeros(len(arrays["pt"]), dtype=bool)
-    names = []
+def _handle_nonfinite(
+    arrays: dict[str, np.ndarray], obj: str, plan: Plan, source: str | None = None
+) -> tuple[np.ndarray | None, int]:
+    """Apply ``spec.nonfinite`` (:mod:`~coffea_hepfm.graph.validity`) in place; returns (mask of objects to
+    drop or None, number of objects affected)."""
     coll = COLLECTIONS.get(obj, plan.met_source)
-    for k, a in arrays.items():
-        if a.dtype.kind != "f":
-            continue
-        b = ~np.isfinite(a)
-        if k == "eta":
-            b |= np.abs(a) > ETA_MAX
-        if b.any():
-            bad |= b
-            names.append(f"{coll}_{plan.btag_branch if k == 'btag' else k}")
-    return bad, names
+    names = {k: f"{coll}_{plan.btag_branch if k == 'btag' else k}" for k in arrays}
+    drop, _, n_bad = apply_rule(arrays, names, plan.spec.nonfinite, obj, source)
+    return drop, n_bad
 
 
-def _handle_nonfinite(arrays: dict[str, np.ndarray], obj: str, plan: Plan) -> tuple[np.ndarray | None, int]:
-    """Apply ``spec.nonfinite`` in place; returns (mask of objects to drop or None, number affected)."""
-    bad, names = _bad_mask(arrays, obj, plan)
-    n = int(bad.sum())
-    if n == 0:
-        return None, 0
-    rule = plan.spec.nonfinite
-    if rule == "raise":
-        raise NonFiniteInput(
-            f"{n} {obj} object(s) have NaN/inf (or |eta| > {ETA_MAX:g}) in {', '.join(names)} "
-            "(GraphSpec(nonfinite='raise')); use nonfinite='drop' to drop such objects or 'zero' to zero "
-            "the bad values"
-        )
-    if rule == "zero":
-        for k, a in arrays.items():
-            if a.dtype.kind == "f":
-                ok = np.isfinite(a) & ((np.abs(a) <= ETA_MAX) if k == "eta" else True)
-                arrays[k] = np.where(ok, a, a.dtype.type(0))
-        return None, n
-    return bad, n
-
-
-def _select(cols: dict[str, np.ndarray], obj: str, plan: Plan, n_events: int) -> dict[str, Any]:
+def _select(
+    cols: dict[str, np.ndarray], obj: str, plan: Plan, n_events: int, source: str | None = None
+) -> dict[str, Any]:
     """Threshold, NaN rule, pT sort and cap for one object type; also its global counts."""
     counts = cols["counts"]
     arrays = {k: v for k, v in cols.items() if k != "counts"}
-    drop, n_bad = _handle_nonfinite(arrays, obj, plan)
+    drop, n_bad = _handle_nonfinite(arrays, obj, plan, source)
     pt = arrays["pt"]
     keep = pt >= plan.spec.min_pt(obj)
     if drop is not None:
@@ -133,7 +105,9 @@ def _features(obj: str, a: dict[str, np.ndarray]) -> np.ndarray:
     return block
 
 
-def build_flat_nodes(cols: dict[str, Any], plan: Plan, warn: bool = True, stacklevel: int = 2) -> FlatNodes:
+def build_flat_nodes(
+    cols: dict[str, Any], plan: Plan, warn: bool = True, stacklevel: int = 2, source: str | None = None
+) -> FlatNodes:
     """Node features ``x``, ``node_counts`` and globals ``u`` from :func:`read_columns` output.
 
     Examples
@@ -141,7 +115,7 @@ def build_flat_nodes(cols: dict[str, Any], plan: Plan, warn: bool = True, stackl
     Zero events give arrays of the right dtype and width:
 
     >>> from coffea_hepfm.graph import GraphSpec, resolve
-    >>> plan = resolve(GraphSpec(max_jets=0, max_electrons=0, max_photons=0, met=False))
+    >>> plan = resolve(GraphSpec(version=1, max_jets=0, max_electrons=0, max_photons=0, met=False))
     >>> flat = build_flat_nodes({"n_events": 0, "muon": None}, plan)
     >>> flat.x.shape, flat.x.dtype, flat.u.shape, flat.node_counts.shape
     ((0, 13), dtype('float32'), (0, 7), (0,))
@@ -156,7 +130,11 @@ def build_flat_nodes(cols: dict[str, Any], plan: Plan, warn: bool = True, stackl
     """
     spec = plan.spec
     B = int(cols["n_events"])
-    sel = {obj: _select(cols[obj], obj, plan, B) for obj in OBJECT_TYPES[:-1] if cols.get(obj) is not None}
+    sel = {
+        obj: _select(cols[obj], obj, plan, B, source)
+        for obj in OBJECT_TYPES[:-1]
+        if cols.get(obj) is not None
+    }
     nonfinite = {obj: s["n_bad"] for obj, s in sel.items() if s["n_bad"]}
 
     has_met = np.zeros(B, dtype=np.int64)
@@ -164,7 +142,7 @@ def build_flat_nodes(cols: dict[str, Any], plan: Plan, warn: bool = True, stackl
     met = cols.get("met")
     if met is not None:
         arrays = {"pt": np.asarray(met["pt"]), "phi": np.asarray(met["phi"])}
-        drop, n_bad = _handle_nonfinite(arrays, "met", plan)
+        drop, n_bad = _handle_nonfinite(arrays, "met", plan, source)
         if n_bad:
             nonfinite["met"] = n_bad
         drop = np.zeros(B, dtype=bool) if drop is None else drop
@@ -207,7 +185,8 @@ def build_flat_nodes(cols: dict[str, Any], plan: Plan, warn: bool = True, stackl
         what = ", ".join(f"{k}: {v}" for k, v in nonfinite.items())
         action = "dropped" if spec.nonfinite == "drop" else "zeroed"
         warnings.warn(
-            f"NaN/inf in input kinematics, objects {action} (GraphSpec(nonfinite={spec.nonfinite!r})): {what}",
+            f"unusable input values{f' in {source}' if source else ''} ({RULE}), objects {action} "
+            f"(GraphSpec(nonfinite={spec.nonfinite!r})): {what}",
             NonFiniteWarning,
             stacklevel=stacklevel,
         )

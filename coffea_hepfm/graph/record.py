@@ -12,7 +12,28 @@ import numpy as np
 
 from coffea_hepfm.graph.columns import Plan, read_columns, resolve
 from coffea_hepfm.graph.nodes import FlatNodes, build_flat_nodes
+from coffea_hepfm.graph.sources import PlanV2, read_columns_v2, resolve_v2
 from coffea_hepfm.graph.spec import GraphSpec
+from coffea_hepfm.graph.validity import source_of
+
+
+def resolve_any(spec: GraphSpec, available=None) -> Plan | PlanV2:
+    """The reading plan of ``spec`` for a file with branch names (or NanoEvents) ``available``:
+    :func:`~coffea_hepfm.graph.columns.resolve` for version 1, :func:`~coffea_hepfm.graph.sources.resolve_v2`
+    for version 2."""
+    return resolve(spec, available) if spec.version == 1 else resolve_v2(spec, available)
+
+
+def flat_from_columns(events, plan: Plan | PlanV2, warn: bool = True, stacklevel: int = 3) -> FlatNodes:
+    """Read the plan's columns from eager/virtual (or typetracer) events and build the flat node arrays."""
+    source = source_of(events)
+    if isinstance(plan, PlanV2):
+        from coffea_hepfm.graph.build_v2 import build_flat_v2
+
+        cols = read_columns_v2(events, plan)
+        return build_flat_v2(cols, plan, warn=warn, stacklevel=stacklevel + 1, source=source)
+    cols = read_columns(events, plan)
+    return build_flat_nodes(cols, plan, warn=warn, stacklevel=stacklevel + 1, source=source)
 
 
 def record_from_flat(flat: FlatNodes) -> ak.Array:
@@ -36,12 +57,11 @@ def _is_dask(events) -> bool:
     return type(events).__module__.startswith("dask_awkward")
 
 
-def _partition(events, plan: Plan) -> ak.Array:
+def _partition(events, plan: Plan | PlanV2) -> ak.Array:
     """Build the record of one eager/virtual (or typetracer) chunk for an already resolved plan."""
     typetracer = ak.backend(events) == "typetracer"
-    cols = read_columns(events, plan)
-    # Warnings about NaN are raised where the data is; on typetracer there is no data.
-    record = record_from_flat(build_flat_nodes(cols, plan, warn=not typetracer, stacklevel=4))
+    # Warnings about bad values are raised where the data is; on typetracer there is no data.
+    record = record_from_flat(flat_from_columns(events, plan, warn=not typetracer, stacklevel=4))
     if typetracer:
         return ak.Array(record.layout.to_typetracer(forget_length=True))
     return record
@@ -79,7 +99,11 @@ def build_node_record(events, spec: GraphSpec | None = None) -> ak.Array:
     ``spec.missing == "error"``, which raises ``MissingBranchError("Photon_pt not found ...")``.
     """
     spec = GraphSpec() if spec is None else spec
-    plan = resolve(spec, events)  # from the form only: errors/warnings once, before anything is read
+    if _is_dask(events):  # one form for all files: refuse files that differ in what the spec reads
+        from coffea_hepfm.nanoaod.consistency import check_uniform_inputs
+
+        check_uniform_inputs(events, spec.required_branches)
+    plan = resolve_any(spec, events)  # from the form only: errors/warnings once, before anything is read
     plan.warn_absent()
     if _is_dask(events):
         import dask_awkward as dak
@@ -94,6 +118,6 @@ def build_flat(events, spec: GraphSpec | None = None, *, _stacklevel: int = 3) -
     spec = GraphSpec() if spec is None else spec
     if _is_dask(events):
         raise TypeError("build_flat needs eager or virtual events; use build_node_record for dask-awkward")
-    plan = resolve(spec, events)
+    plan = resolve_any(spec, events)
     plan.warn_absent(stacklevel=_stacklevel)
-    return build_flat_nodes(read_columns(events, plan), plan, stacklevel=_stacklevel)
+    return flat_from_columns(events, plan, stacklevel=_stacklevel)

@@ -129,6 +129,14 @@ def check_spec(stored: dict, expected, path: Path) -> None:
     if expected is None:
         if GraphSpec is None:
             return
+        from coffea_hepfm.graph.spec import SUPPORTED_VERSIONS
+
+        if stored.get("name") == GraphSpec().name and stored.get("version") in SUPPORTED_VERSIONS:
+            return  # every supported version builds its own features (v1 model files keep scoring)
+        try:  # a version or fields this code cannot build: say so, naming the file
+            GraphSpec.from_dict(stored)
+        except ValueError as err:
+            raise type(err)(f"{path}: {err}") from err
         current = GraphSpec()
         exp = {"name": current.name, "version": current.version}
     else:
@@ -144,11 +152,19 @@ def check_spec(stored: dict, expected, path: Path) -> None:
             diffs,
         )
     if expected is not None and GraphSpec is not None:
-        # Same name and version: the full comparison (object caps, b-tag and MET choices).
+        # Same name and version: the full comparison (object caps, b-tag and MET choices). "expected" is
+        # the caller's spec, "file has" the model file's, as in the name/version message above.
         try:
-            GraphSpec.from_dict(stored).check_compatible(GraphSpec.from_dict(exp))
+            GraphSpec.from_dict(exp).check_compatible(GraphSpec.from_dict(stored))
         except GraphSpecMismatch as err:
-            raise GraphSpecMismatch(f"{path}: {err}", err.differences) from err
+            detail = "; ".join(
+                f"{k}: expected {a!r}, file has {b!r}" for k, (a, b) in err.differences.items()
+            )
+            raise GraphSpecMismatch(
+                f"{path} was trained on another graph spec than the expected one ({detail}); build graphs "
+                "with the model's spec (LoadedModel.spec) or use a model trained for this spec",
+                err.differences,
+            ) from err
         except (ValueError, TypeError) as err:
             raise GraphSpecMismatch(f"{path}: graph spec not readable by this code: {err}") from err
 

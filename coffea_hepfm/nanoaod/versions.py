@@ -2,11 +2,19 @@
 
 CMS NanoAOD changed between versions in ways that matter for event graphs:
 
-- v9 (Run 2 UL): ``MET_*`` and ``PuppiMET_*``; b-tag ``Jet_btagDeepFlavB`` and ``Jet_btagDeepB``.
+- v1-v4 (2016): ``Photon_cutBased`` (int), ``Jet_btagCSVV2`` and DeepCSV; DeepJet may hold the placeholder
+  -3000 for every jet (not computed).
+- v5-v8: ``Photon_cutBasedBitmap`` (bits loose/medium/tight) instead of the int.
+- v9 (Run 2 UL): ``MET_*`` and ``PuppiMET_*``; b-tag ``Jet_btagDeepFlavB`` and ``Jet_btagDeepB``;
+  ``Electron_mvaFall17V2Iso_WP80/90``.
 - v12 (Run 3, 2022): ``Jet_btagPNetB`` and ``Jet_btagRobustParTAK4B`` added, ``Jet_btagDeepB`` gone;
+  ``Jet_jetId`` wrong above |eta| 2.7 (JME fix from ``Jet_neHEF``/``Jet_neEmEF``); ``Electron_mvaIso_WP80/90``;
   slimmed analysis files often drop whole collections (``Photon``, ``Tau``).
+- v13/v14: ``Jet_chMultiplicity``/``Jet_neMultiplicity``: the Run 3 jet ID is recomputed from fractions.
 - v15 (Run 3, 2024): ``MET`` renamed ``PFMET``; ``PuppiMET`` is the recommended (often the only) MET;
-  ``Jet_btagDeepFlavB`` gone, ``Jet_btagUParTAK4B`` added.
+  ``Jet_jetId`` removed (recompute it), ``Jet_btagUParTAK4B`` added.
+
+How the graph spec v2 falls back across these is the table "NanoAOD version fallbacks" in docs/design.md.
 
 :func:`available_branches` lists branch names from NanoEvents (eager, virtual or dask; only the form is
 used, nothing is read) and :func:`version_hint` turns the branches present into a short human hint used
@@ -56,10 +64,14 @@ def version_hint(branches: Iterable[str]) -> str:
     'looks like NanoAOD v15 (PuppiMET only, no MET)'
     >>> version_hint({"MET_pt", "Jet_btagPNetB"})
     'looks like NanoAOD v12-v14 (Run 3)'
+    >>> version_hint({"Jet_pt", "Jet_chMultiplicity"})
+    'looks like NanoAOD v15 (no Jet_jetId)'
     >>> version_hint(set())
     'NanoAOD version unknown'
     """
     b = set(branches)
+    if "Jet_pt" in b and "Jet_jetId" not in b and "Jet_chMultiplicity" in b:
+        return "looks like NanoAOD v15 (no Jet_jetId)"
     if "PuppiMET_pt" in b and "MET_pt" not in b:
         return "looks like NanoAOD v15 (PuppiMET only, no MET)"
     if "Jet_btagUParTAK4B" in b:

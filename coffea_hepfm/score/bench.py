@@ -237,6 +237,7 @@ def run_benchmark(
     network_events: int = 50_000,
     network_seconds: float = 4.0,
     print_fn=print,
+    ood: bool = False,
 ) -> dict:
     """Run the benchmark, print a table and the goals; returns every figure as a JSON-ready dict.
 
@@ -246,6 +247,9 @@ def run_benchmark(
     without ``memory``), ``scorer`` (``"fused"`` or the eager fallback's reason), ``model``,
     ``model_sha256``, ``graph_spec``, ``sources``, ``n_events``, ``chunk_size``, ``threads``, ``rates``
     (wall and CPU per path), ``memory`` (per chunk size) and ``goals``.
+
+    ``ood=True`` also times (c) with ``HEPFMScore(..., ood=True)`` (the model needs a reference) and
+    reports the overhead of the per-event out-of-distribution score as ``ood_overhead``.
     """
     import torch
     import uproot
@@ -287,6 +291,10 @@ def run_benchmark(
     b.wall -= edges.wall
     b.cpu -= edges.cpu
     _, c = _measure(tree, branches, n_events, chunk_size, scorer)
+    if ood:
+        ood_scorer = HEPFMScore(model, device="cpu", ood=True)
+        ood_scorer(read_chunk(tree, branches, 0, 100))
+        _, c_ood = _measure(tree, branches, n_events, chunk_size, ood_scorer)
 
     jit, _spec_dict = save_dense_torchscript(model, workdir / "dense_padded.pt")
     with warnings.catch_warnings():
@@ -310,6 +318,8 @@ def run_benchmark(
         "c_read_graph_score": _rate(c, n_events),
         "d_torch_wrapper_padded": _rate(d, n_dense),
     }
+    if ood:
+        rates["c_ood_read_graph_score_ood"] = _rate(c_ood, n_events)
     graph_cpu = max(b.cpu - read_b.cpu, 1e-9)
     res: dict = {
         "hepfm_ev_per_cpu_s": rates["c_read_graph_score"]["events_per_cpu_s"],
@@ -344,6 +354,8 @@ def run_benchmark(
         "c_read_graph_score": "(c) read + graph + HEPFMScore",
         "d_torch_wrapper_padded": "(d) read + torch_wrapper (padded)",
     }
+    if ood:
+        labels["c_ood_read_graph_score_ood"] = "(c) with ood=True"
     for key, label in labels.items():
         r = rates[key]
         print_fn(f"{label:36s}{r['events_per_s']:>17,.0f}{r['events_per_cpu_s']:>15,.0f}")
@@ -356,6 +368,9 @@ def run_benchmark(
         f"graph build alone {res['graph_ev_per_cpu_s']:,.0f} events/CPU-s ({res['graph_over_read']:.2f} x read); "
         f"edges (inside HEPFMScore) {res['edges_ev_per_cpu_s']:,.0f} events/CPU-s"
     )
+    if ood:
+        res["ood_overhead"] = c_ood.cpu / max(c.cpu, 1e-9) - 1.0
+        print_fn(f"ood=True costs {res['ood_overhead']:+.1%} CPU time per event over (c)")
 
     res["peak_rss_mib"] = None
     if memory:

@@ -2,16 +2,20 @@
 
 Each chunk is opened as *virtual* NanoEvents (only the branches the graph spec needs are read), scored
 with :class:`~coffea_hepfm.score.HEPFMScore` and appended to a parquet file under a temporary name, which
-is renamed to the output only when every chunk succeeded. Peak memory is set by ``chunk_size``, not by
-the size of the files. With ``workers >= 1`` chunks are scored in that many worker processes, each
-loading the model once, and written in input order.
+is renamed to the output only when every chunk succeeded (:mod:`coffea_hepfm.atomic`: a rerun removes
+the temp file of a killed run, never that of a run still writing). Peak memory is set by ``chunk_size``,
+not by the size of the files. With ``workers >= 1`` chunks are scored in that many worker processes,
+each loading the model once, and written in input order.
+
+Each chunk runs inside :func:`coffea_hepfm.nanoaod.inputs.reading`: a file uproot cannot read raises
+``InputFileError`` naming it, and the package's warnings name the file they concern (in worker processes
+they are recorded and re-emitted here, in input order).
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,9 +41,11 @@ class Chunk:
 def plan_chunks(files: Sequence[str | os.PathLike], chunk_size: int) -> list[Chunk]:
     """Entry ranges of at most ``chunk_size`` events covering every file (none for an empty file).
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file if one is missing or is not NanoAOD
-    (ROOT TTree or RNTuple ``Events``, or parquet), before anything is scored.
+    Raises ``FileNotFoundError`` / ``ValueError`` / ``InputFileError`` naming the file if one is missing,
+    is not NanoAOD (ROOT TTree or RNTuple ``Events``, or parquet) or cannot be read (truncated, corrupt),
+    before anything is scored.
     """
+    from coffea_hepfm.nanoaod.inputs import reading
     from coffea_hepfm.nanoaod.reader import count_events
 
     if chunk_size < 1:
@@ -47,7 +53,8 @@ def plan_chunks(files: Sequence[str | os.PathLike], chunk_size: int) -> list[Chu
     chunks = []
     for f in files:
         path = os.fspath(f)
-        n = count_events(path)
+        with reading(path):
+            n = count_events(path)
         chunks.extend(Chunk(path, s, min(s + chunk_size, n)) for s in range(0, n, chunk_size))
     return chunks
 
@@ -72,16 +79,17 @@ def score_chunk(
     import pyarrow as pa
 
     from coffea_hepfm.nanoaod import open_events
+    from coffea_hepfm.nanoaod.inputs import reading
 
     scorer = _scorer(model, device, batch_size, embedding)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # cross-reference / missing-collection chatter, once per chunk
+    columns = {}
+    with reading(chunk.file, chunk.start, chunk.stop):
         events = open_events(chunk.file, mode="virtual", entry_start=chunk.start, entry_stop=chunk.stop)
         out = scorer(events)
-    columns = {"file": pa.array(np.full(len(out), os.path.basename(chunk.file)))}
-    for name in ID_COLUMNS:
-        if name in events.fields:
-            columns[name] = pa.array(ak.to_numpy(events[name]).astype(np.int64))
+        columns["file"] = pa.array(np.full(len(out), os.path.basename(chunk.file)))
+        for name in ID_COLUMNS:
+            if name in events.fields:
+                columns[name] = pa.array(ak.to_numpy(events[name]).astype(np.int64))
     for name in scorer.class_names_:
         columns[name] = pa.array(ak.to_numpy(out[name]))
     if embedding:
@@ -110,7 +118,18 @@ def _score_and_collect(chunk: Chunk, model: str, device: str, batch_size: int | 
     return table
 
 
+def _score_chunk_recorded(*args):
+    """In a worker process: the table and the package warnings raised for it (re-emitted by the parent)."""
+    from coffea_hepfm.nanoaod.inputs import collect
+
+    with collect() as records:
+        table = _score_and_collect(*args)
+    return table, records
+
+
 def _iter_tables(chunks, model, device, batch_size, embedding, workers) -> Iterator:
+    from coffea_hepfm.nanoaod.inputs import replay
+
     if workers == 0:  # 0: in this process; N >= 1: N worker processes (the package-wide --workers rule)
         for c in chunks:
             yield c, _score_and_collect(c, model, device, batch_size, embedding)
@@ -120,10 +139,14 @@ def _iter_tables(chunks, model, device, batch_size, embedding, workers) -> Itera
     # spawn: torch and fork do not mix; each worker loads the model once (see _scorer).
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(1,)) as pool:
-        futures = [pool.submit(_score_and_collect, c, model, device, batch_size, embedding) for c in chunks]
+        futures = [
+            pool.submit(_score_chunk_recorded, c, model, device, batch_size, embedding) for c in chunks
+        ]
         try:
             for c, fut in zip(chunks, futures, strict=True):
-                yield c, fut.result()
+                table, records = fut.result()
+                replay(records)
+                yield c, table
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -158,6 +181,7 @@ def score_files(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from coffea_hepfm.atomic import atomic_output, remove_stale, temp_files
     from coffea_hepfm.score.wrapper import HEPFMScore
 
     out = Path(out)
@@ -170,30 +194,26 @@ def score_files(
     scorer = HEPFMScore(model, device=device, batch_size=batch_size, embedding=embedding)  # validates early
     chunks = plan_chunks(files, chunk_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    writer = None
+    remove_stale(temp_files(out))  # left by a killed run; a live run's temp file is locked and stays
     n_events = 0
-    try:
-        for chunk, table in _iter_tables(chunks, model, device, batch_size, embedding, workers):
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            n_events += table.num_rows
-            if progress is not None:
-                progress(len(chunk))
-        if writer is None:  # no events at all: an empty table with the full schema
-            fields = [("file", pa.string()), *((n, pa.int64()) for n in ID_COLUMNS)]
-            fields += [(n, pa.float32()) for n in scorer.class_names_]
-            if embedding:
-                fields.append(("embedding", pa.list_(pa.float32(), scorer.runner_.hidden)))
-            empty = pa.schema(fields).empty_table()
-            writer = pq.ParquetWriter(tmp, empty.schema)
-            writer.write_table(empty)
-        writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out) as (_, sink):
+        writer = None
+        try:
+            for chunk, table in _iter_tables(chunks, model, device, batch_size, embedding, workers):
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema)
+                writer.write_table(table)
+                n_events += table.num_rows
+                if progress is not None:
+                    progress(len(chunk))
+            if writer is None:  # no events at all: an empty table with the full schema
+                fields = [("file", pa.string()), *((n, pa.int64()) for n in ID_COLUMNS)]
+                fields += [(n, pa.float32()) for n in scorer.class_names_]
+                if embedding:
+                    fields.append(("embedding", pa.list_(pa.float32(), scorer.runner_.hidden)))
+                writer = pq.ParquetWriter(sink, pa.schema(fields))
+                writer.write_table(pa.schema(fields).empty_table())
+        finally:
+            if writer is not None:
+                writer.close()
     return n_events

@@ -48,7 +48,7 @@ def _check_policy(policy: dict[str, str]) -> None:
     GraphSpec().replace(**policy)  # raises ValueError naming the field and its allowed values
 
 
-class NonFiniteScore(RuntimeError):
+class NonFiniteScore(HEPFMError, RuntimeError):
     """The network produced a NaN/inf score; never returned silently."""
 
 
@@ -100,7 +100,10 @@ def check_model_file(path: Path) -> None:
     from coffea_hepfm.model.io import read_metadata
 
     meta = read_metadata(path)
-    spec = GraphSpec.from_dict(meta["graph_spec"])
+    try:
+        spec = GraphSpec.from_dict(meta["graph_spec"])
+    except ValueError as err:  # UnsupportedGraphSpec: name the file
+        raise type(err)(f"{path}: {err}") from err
     cfg = meta["model_config"]
     for key, want in (
         ("n_node", spec.n_node_features),
@@ -142,6 +145,12 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         inputs are dropped (``"drop"``, with a warning giving the count), zeroed (``"zero"``) or
         ``"raise"`` :class:`~coffea_hepfm.graph.errors.NonFiniteInput`. A NaN score is never returned:
         it raises :class:`NonFiniteScore`.
+    ood
+        Add ``out["ood_score"]`` (float32: minimum squared Mahalanobis distance of the event's embedding to
+        the model's training classes, Lee et al. 2018; see :mod:`coffea_hepfm.model.ood`) and
+        ``out["in_domain"]`` (bool: ``ood_score`` at or below the threshold calibrated so that about 1 %
+        of held-out training events are flagged). Needs a model file with a reference (written at
+        training time); otherwise :class:`~coffea_hepfm.model.reference.ReferenceMissing` is raised here.
 
     Attributes
     ----------
@@ -180,8 +189,9 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         backend: str = "local",
         missing: str | None = None,
         nonfinite: str | None = None,
+        ood: bool = False,
     ):
-        nonserializable_attribute.__init__(self, ["runner_"])
+        nonserializable_attribute.__init__(self, ["runner_", "ood_"])
         self.model = os.fspath(model) if isinstance(model, os.PathLike) else model
         self.device = device
         self.batch_size = batch_size
@@ -189,6 +199,7 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         self.backend = backend
         self.missing = missing
         self.nonfinite = nonfinite
+        self.ood = bool(ood)
         # Validation only: nothing loaded here (the object must stay cheap to pickle).
         if device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
@@ -197,6 +208,8 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         _check_policy(self._policy())
         self._backend_spec: BackendSpec = parse_backend(backend)
         check_model_file(resolve_model(self.model))
+        if self.ood:  # a model without OOD calibration fails here, not on a worker
+            _read_ood(resolve_model(self.model))
 
     def _policy(self) -> dict[str, str]:
         """The graph-spec policy fields given to the constructor (``None`` = the model's own)."""
@@ -211,6 +224,9 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         from coffea_hepfm.score.remote import TritonRunner
 
         return TritonRunner(self._backend_spec, model=self.model, batch_size=self.batch_size)
+
+    def _create_ood_(self) -> dict:
+        return {"calibration": _read_ood(resolve_model(self.model)), "cache": {}}
 
     @property
     def graph_spec_(self):
@@ -238,13 +254,15 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             self.backend,
             self.missing,
             self.nonfinite,
+            self.ood,
         )
 
     def __repr__(self) -> str:
         policy = "".join(f", {k}={v!r}" for k, v in self._policy().items())
         return (
             f"HEPFMScore({self.model!r}, device={self.device!r}, batch_size={self.batch_size}, "
-            f"embedding={self.embedding}, backend={self.backend!r}{policy})"
+            f"embedding={self.embedding}, backend={self.backend!r}{policy}"
+            + (", ood=True)" if self.ood else ")")
         )
 
     def __call__(self, events, *args, **kwargs):
@@ -280,22 +298,36 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
             raise ValueError("batch must be sorted event indices in [0, B)")
 
     def numpy_call(self, x: np.ndarray, batch: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Score flat graph inputs: returns ``[B, C]`` probabilities (``[B, C + H]`` with embedding)."""
+        """Score flat graph inputs: returns ``[B, C]`` probabilities (``[B, C + H]`` with embedding; two more
+        columns, the OOD score and the in-domain flag, with ``ood=True``)."""
         counts = np.bincount(batch, minlength=len(u)).astype(np.int64)
-        probs, emb = self.runner_.score(x, counts, u, embedding=self.embedding)
+        probs, emb = self.runner_.score(x, counts, u, embedding=self.embedding or self.ood)
         if not np.isfinite(probs).all():
             bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
             raise NonFiniteScore(f"non-finite score for {len(bad)} event(s), first at chunk index {bad[0]}")
-        out = np.concatenate([probs, emb], axis=1) if self.embedding else probs
+        parts = [probs, emb] if self.embedding else [probs]
+        if self.ood:
+            from coffea_hepfm.model.ood import ood_scores
+
+            cal = self.ood_["calibration"]
+            d2 = ood_scores(emb, cal, self.ood_["cache"])
+            parts += [d2[:, None], (d2 <= cal["threshold"])[:, None]]
+        out = np.concatenate(parts, axis=1) if len(parts) > 1 else probs
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def postprocess_awkward(self, return_array, *args, **kwargs):
-        """``[B, C (+ H)]`` -> record array ``{class: float32, ..., "embedding": H * float32}``."""
+        """``[B, C (+ H) (+ 2)]`` -> record array ``{class: float32, ..., "embedding": H * float32,
+        "ood_score": float32, "in_domain": bool}``."""
         lib = self.get_awkward_lib(return_array) or ak
         names = self.class_names_
         fields = {name: return_array[:, i] for i, name in enumerate(names)}
+        stop = len(names)
         if self.embedding:
-            fields["embedding"] = return_array[:, len(names) :]
+            stop = len(names) + self.runner_.hidden
+            fields["embedding"] = return_array[:, len(names) : stop]
+        if self.ood:
+            fields["ood_score"] = return_array[:, stop]
+            fields["in_domain"] = return_array[:, stop + 1] > 0.5
         return lib.zip(fields, depth_limit=1, with_name=SCORES_RECORD, behavior=SCORES_BEHAVIOR)
 
 
@@ -350,6 +382,17 @@ class ScoreArray(ak.Array):
 
 SCORES_RECORD = "HEPFMScores"
 SCORES_BEHAVIOR = {("*", SCORES_RECORD): ScoreArray}
+
+
+def _read_ood(path: Path) -> dict:
+    """The OOD calibration stored in a model file; :class:`ReferenceMissing` (with the remedy) if none."""
+    from coffea_hepfm.model.io import read_metadata
+    from coffea_hepfm.model.reference import ReferenceMissing, read_reference, remedy
+
+    ref = read_reference(read_metadata(path), path)
+    if ref is None or ref.ood is None:
+        raise ReferenceMissing(f"ood=True: {path} has no out-of-distribution calibration; {remedy(path)}")
+    return ref.ood
 
 
 def _node_event_index(nodes: ak.Array) -> ak.Array:

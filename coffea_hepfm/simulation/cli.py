@@ -1,4 +1,4 @@
-"""``coffea-hepfm simulate | processes`` and ``coffea-hepfm bench simulate``."""
+"""``coffea-hepfm simulate | processes | cp-validate`` and ``coffea-hepfm bench simulate``."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     from rich.progress import track
 
     from coffea_hepfm.simulation.generator import cross_section_pb, pythia_settings
+    from coffea_hepfm.simulation.processes import get_process
 
     cache = json.loads(_CACHE.read_text()) if _CACHE.exists() else {}
     out = {}
     for name in track(names, description="cross-sections"):
-        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events]).encode()).hexdigest()[:16]
+        alpha = get_process(name).cp_alpha_deg  # ttH samples share settings, not cross-sections
+        key = hashlib.sha256(json.dumps([pythia_settings(name, 1), n_events, alpha]).encode()).hexdigest()[:16]
         if key not in cache:
             cache[key] = cross_section_pb(name, n_events)
         out[name] = cache[key]
@@ -121,6 +123,50 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             sigma = f"{xsec[p.name]:.4g} pb" if p.name in xsec else "-"
             table.add_row(p.name, p.role, sigma, p.description)
         Console().print(table)
+
+    @app.command("cp-validate")
+    def cp_validate_cmd(
+        events: int = typer.Option(50_000, "--events", "-n", help="SM ttH hard processes (process level)."),
+        odd_events: int = typer.Option(3000, "--odd-events", help="Accepted events of the CP-odd check sample."),
+        seed: int = typer.Option(1, "--seed", "-s", help="Master seed."),
+        out_dir: Path = typer.Option(Path("docs/figures"), "--out-dir", "-o", help="Figures and JSON."),
+        sim: Path = typer.Option(
+            None, "--sim", help="Simulation folder with tth_aa/ and tta_aa/ for the NanoAOD-level check."
+        ),
+        route_check: int = typer.Option(
+            0, "--route-check", help="Events per route for the internal-vs-LHE SM ttH check (0: skip)."
+        ),
+    ) -> None:
+        """Validate the CP-mixed ttH matrix-element reweighting; write the figures of docs/results.md."""
+        from coffea_hepfm.simulation.cp_validate import validate
+
+        if events <= 0 or odd_events <= 0:
+            typer.secho("error: --events and --odd-events must be positive", fg="red", err=True)
+            raise typer.Exit(2)
+        try:
+            s = validate(events, odd_events, seed, out_dir, sim, route_check)
+        except (FileNotFoundError, ValueError) as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        r = s["sigma_ratio_90_over_0"]
+        for name in ("all", "gg", "qqbar"):
+            typer.echo(f"sigma(ttA)/sigma(ttH) [{name:5s}]: {r[name]['ratio']:.4f} +- {r[name]['error']:.4f}")
+        typer.echo(f"sigma(alpha=45)/sigma(ttH):       {s['sigma_ratio_45_over_0']:.4f}")
+        auc = s["auc_me_ratio"]
+        typer.echo(f"ME-ratio ROC AUC even vs odd:     {auc['even_vs_odd']:.4f} (vs mixed 45: {auc['even_vs_mixed45']:.4f})")
+        u = s["unweighting"]
+        typer.echo(f"CP-odd unweighting efficiency:    {u['efficiency']:.4f} ({u['n_overweight']} overweight)")
+        for name, m in s["means"].items():
+            typer.echo(
+                f"<{name}>: even {m['even'][0]:.3f}  odd reweighted {m['odd_reweighted'][0]:.3f} "
+                f"+- {m['odd_reweighted'][1]:.3f}  odd accept-reject {m['odd_unweighted'][0]:.3f} "
+                f"+- {m['odd_unweighted'][1]:.3f}"
+            )
+        for name, c in s.get("route_check", {}).items():
+            typer.echo(
+                f"route check <{name}>: internal {c['internal']:.3f}  LHE {c['lhe']:.3f}  KS p = {c['ks_pvalue']:.3f}"
+            )
+        typer.echo(f"wrote {', '.join(s['figures'])} and {out_dir / 'cp_validation.json'}")
 
     @bench.command("simulate")
     def bench_cmd(

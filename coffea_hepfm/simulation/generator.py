@@ -96,7 +96,15 @@ def sigma_gen_pb(pythia) -> float:
 
 
 def cross_section_pb(process: str, n_events: int = 200, seed: int = 1, mpi: bool = False) -> float:
-    """Pythia's ``sigmaGen`` for ``process`` after ``n_events`` events (statistical precision ~ a few %)."""
+    """Pythia's ``sigmaGen`` for ``process`` after ``n_events`` events (statistical precision ~ a few %).
+
+    ttH processes (``cp_alpha_deg`` set) return ``sigma_SM * <|M(alpha)|^2 / |M(0)|^2>`` from
+    process-level events (:func:`coffea_hepfm.simulation.reweight.cross_section_pb`), as their files do.
+    """
+    if get_process(process).cp_alpha_deg is not None:
+        from coffea_hepfm.simulation.reweight import cross_section_pb as reweighted_cross_section
+
+        return reweighted_cross_section(process, max(n_events, 2000), seed)
     pythia = make_pythia(process, chunk_seed(seed, process, 999_999), mpi=mpi)
     for _ in generate_batches(pythia, n_events, batch_size=n_events):
         pass

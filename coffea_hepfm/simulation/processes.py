@@ -9,13 +9,19 @@ Roles
 ``pretraining``
     The 13 Standard-Model processes the foundation model is pretrained on (multiclass labels).
 ``downstream``
-    Processes never seen in pretraining, for fine-tuning studies: SM ttH(gamma gamma) against a CP-odd
-    A(125) -> gamma gamma produced with a top pair, a Z' -> tt and a charged Higgs H+ -> tb.
+    Processes never seen in pretraining, for fine-tuning studies: SM ttH(gamma gamma) against ttH(gamma
+    gamma) with a CP-odd (``tta_aa``) or CP-mixed (``ttmix_aa``) top Yukawa, a Z' -> tt and a charged Higgs
+    H+ -> tb.
 ``validation``
     Decay-forced samples whose resonance peaks the tests check (Z -> ee/mumu).
 
 Notes
 -----
+Every ttH process has ``cp_alpha_deg`` set: it is made from Pythia's SM ttH hard process by matrix-element
+reweighting to the top-Yukawa mixing angle ``alpha`` before the shower, and its files carry
+``LHEReweightingWeight`` (see :mod:`coffea_hepfm.simulation.reweight`). Pythia's own
+``HiggsBSM:gg2A3ttbar`` is not used: it has the CP-even production matrix element.
+
 Pythia 8 has no internal tW process. ``tw`` is modelled with Pythia's ``gb -> H+ t`` matrix element with
 the charged scalar given the W mass, width and branching ratios: the event topology (one top plus one W-like
 boson decaying to the W final states) is right, the spin correlations of a vector W are not. Its GenPart
@@ -44,6 +50,8 @@ Role = Literal["pretraining", "downstream", "validation"]
 # Z -> ll forced decays, used by the validation sample.
 _Z_TO_LL = ("23:onMode = off", "23:onIfAny = 11 13")
 _H_TO_AA = ("25:onMode = off", "25:onIfMatch = 22 22")  # onIfAny = 22 would keep H -> Z gamma
+# The SM ttH hard process; every ttH sample starts from it (see the module notes).
+_TTH = ("HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on")
 # W decay table (PDG branching ratios) given to the charged scalar that stands in for the W in `tw`;
 # meMode 100 makes Pythia keep these branching ratios instead of recomputing Yukawa-like ones.
 _W_LIKE_HPLUS = (
@@ -73,6 +81,9 @@ class Process:
         Pythia ``readString`` lines selecting the hard process and decays.
     role
         ``"pretraining"``, ``"downstream"`` or ``"validation"``.
+    cp_alpha_deg
+        ttH only: the top-Yukawa CP-mixing angle the sample is unweighted to (0 = SM, 90 = CP-odd, with
+        ``kappa = kappa_tilde = 1``); ``None`` for every other process.
     """
 
     name: str
@@ -80,6 +91,7 @@ class Process:
     settings: tuple[str, ...]
     role: Role = "pretraining"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    cp_alpha_deg: float | None = None
 
     @property
     def pretraining(self) -> bool:
@@ -95,7 +107,7 @@ _PROCESSES: tuple[Process, ...] = (
     ),
     Process("wh", "W-associated Higgs, SM decays", ("HiggsSM:ffbar2HW = on",)),
     Process("zh", "Z-associated Higgs, SM decays", ("HiggsSM:ffbar2HZ = on",)),
-    Process("tth", "ttH, SM decays", ("HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on")),
+    Process("tth", "ttH, SM decays", _TTH, cp_alpha_deg=0.0),
     Process("single_top", "single top, t-channel", ("Top:qq2tq(t:W) = on",)),
     Process(
         "tw",
@@ -128,25 +140,20 @@ _PROCESSES: tuple[Process, ...] = (
         ("PromptPhoton:all = on", "PhaseSpace:pTHatMin = 30."),
     ),
     # Downstream-only processes.
-    Process(
-        "tth_aa",
-        "SM ttH with H -> gamma gamma",
-        ("HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on", *_H_TO_AA),
-        role="downstream",
-    ),
+    Process("tth_aa", "SM ttH with H -> gamma gamma", (*_TTH, *_H_TO_AA), role="downstream", cp_alpha_deg=0.0),
     Process(
         "tta_aa",
-        "CP-odd A(125) produced with ttbar, A -> gamma gamma",
-        (
-            "Higgs:useBSM = on",
-            "HiggsBSM:gg2A3ttbar = on",
-            "HiggsBSM:qqbar2A3ttbar = on",
-            "36:m0 = 125.0",
-            "36:mWidth = 0.004",
-            "36:onMode = off",
-            "36:onIfMatch = 22 22",
-        ),
+        "ttH, CP-odd top Yukawa (alpha = 90 deg, ME-reweighted), H -> gamma gamma",
+        (*_TTH, *_H_TO_AA),
         role="downstream",
+        cp_alpha_deg=90.0,
+    ),
+    Process(
+        "ttmix_aa",
+        "ttH, CP-mixed top Yukawa (alpha = 45 deg, ME-reweighted), H -> gamma gamma",
+        (*_TTH, *_H_TO_AA),
+        role="downstream",
+        cp_alpha_deg=45.0,
     ),
     Process(
         "zprime_tt",

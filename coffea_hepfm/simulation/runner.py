@@ -56,28 +56,51 @@ def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], 
 
     Returns the chunk's metadata (as stored in the file, plus ``seconds``: wall time including Pythia
     initialisation ``init_seconds`` and writing; ``cpu_seconds`` and ``init_cpu_seconds`` likewise in
-    CPU time of this process).
+    CPU time of this process). ttH processes (``cp_alpha_deg`` set) also store ``LHEReweightingWeight``
+    and their generation bookkeeping (``lhe_reweighting``, ``generation``; see
+    :mod:`coffea_hepfm.simulation.reweight`); their ``sigma_gen_pb`` is ``sigma_SM * <w(alpha)>``.
     """
     from coffea_hepfm.simulation.detector import reconstruct
-    from coffea_hepfm.simulation.generator import generate_batches, make_pythia, sigma_gen_pb
     from coffea_hepfm.simulation.writer import concatenate_batches, write_nanoaod
 
     t0, c0 = time.perf_counter(), time.process_time()
-    pythia = make_pythia(task.process, task.seed, mpi=task.mpi)
-    t_init, c_init = time.perf_counter() - t0, time.process_time() - c0
     rng = np.random.default_rng([task.seed, 2])  # detector stream, independent of Pythia's
-    batches = []
-    for prt in generate_batches(pythia, task.n_events, batch_size):
-        batches.append(reconstruct(prt, rng))
-        if progress is not None:
-            progress(len(prt))
+    proc = get_process(task.process)
+    batches, extra = [], {}
+    if proc.cp_alpha_deg is None:
+        from coffea_hepfm.simulation.generator import generate_batches, make_pythia, sigma_gen_pb
+
+        pythia = make_pythia(task.process, task.seed, mpi=task.mpi)
+        t_init, c_init = time.perf_counter() - t0, time.process_time() - c0
+        for prt in generate_batches(pythia, task.n_events, batch_size):
+            batches.append(reconstruct(prt, rng))
+            if progress is not None:
+                progress(len(prt))
+        gen_weight = np.ones(task.n_events)
+        extra["sigma_gen_pb"] = sigma_gen_pb(pythia)
+    else:  # ttH: SM hard process reweighted to the process's CP-mixing angle (see simulation.reweight)
+        from coffea_hepfm.simulation.reweight import reweighted_batches
+
+        lhe_w, gen_w = [], []
+        for prt, w, gw in reweighted_batches(
+            task.process, task.seed, task.n_events, task.mpi, batch_size, meta=extra
+        ):
+            batches.append(reconstruct(prt, rng))
+            lhe_w.append(w)
+            gen_w.append(gw)
+            if progress is not None:
+                progress(len(prt))
+        t_init, c_init = 0.0, 0.0  # both Pythia initialisations are inside the generation time
+        gen_weight = np.concatenate(gen_w)
     data = concatenate_batches(batches)
+    if proc.cp_alpha_deg is not None:
+        data["arrays"] = {"LHEReweightingWeight": np.concatenate(lhe_w)}
     n = task.n_events
     data["scalars"] = {
         "run": np.full(n, run_number(task.process)),
         "luminosityBlock": np.full(n, task.chunk + 1),
         "event": np.arange(task.first_event + 1, task.first_event + n + 1),
-        "genWeight": np.ones(n),
+        "genWeight": gen_weight,
         **data["scalars"],
     }
     meta = {
@@ -87,9 +110,9 @@ def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], 
         "n_events": n,
         "pythia_seed": task.seed,
         "mpi": task.mpi,
-        "sigma_gen_pb": sigma_gen_pb(pythia),
-        "settings": list(get_process(task.process).settings),
+        "settings": list(proc.settings),
         "init_seconds": t_init,
+        **extra,
     }
     write_nanoaod(task.path, data, meta)
     meta["seconds"] = time.perf_counter() - t0

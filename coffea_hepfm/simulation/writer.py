@@ -63,6 +63,10 @@ def to_branches(data: dict) -> dict:
     for name, (counts, fields) in data["collections"].items():
         record = {f: np.asarray(v, dtype=_DTYPES.get(f, np.float32)) for f, v in fields.items()}
         out[name] = ak.unflatten(ak.zip(record, depth_limit=1), np.asarray(counts, np.int64))
+    # Fixed-width per-event vectors (e.g. LHEReweightingWeight [n, K]) as NanoAOD's float[] + nX counter.
+    for name, values in data.get("arrays", {}).items():
+        values = np.asarray(values, dtype=np.float32)
+        out[name] = ak.unflatten(values.reshape(-1), np.full(len(values), values.shape[1], np.int64))
     return out
 
 

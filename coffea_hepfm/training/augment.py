@@ -156,3 +156,8 @@ class Augmenter:
                 lost = np.bincount(event[sel], minlength=n)
                 g = self._gcol(gname)
                 u[:, g] = np.log1p(np.maximum(np.rint(np.expm1(u[:, g])) - lost, 0))
+            if "btag_medium" in self.spec.node_features:  # graph spec v2: b-tag categories are node features
+                sel = dropped & (x[:, self._col("btag_medium")] > 0.5)
+                lost = np.bincount(event[sel], minlength=n)
+                g = self._gcol("log_n_bjets")
+                u[:, g] = np.log1p(np.maximum(np.rint(np.expm1(u[:, g])) - lost, 0))

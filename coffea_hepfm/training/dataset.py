@@ -25,6 +25,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.training.truth import TRUTH_LABELS, MissingTruth, truth_labels
 
 DATASET_META = "dataset.json"
@@ -33,7 +34,7 @@ DATASET_META = "dataset.json"
 DOWNSTREAM_EVERY = 3
 
 
-class DatasetError(ValueError):
+class DatasetError(HEPFMError, ValueError):
     """A dataset cannot be built or does not hold what a task needs."""
 
 

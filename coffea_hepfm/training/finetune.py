@@ -251,7 +251,8 @@ def finetune(
         },
     }
     if out is not None:
-        from coffea_hepfm.training.modelfile import save_trained
+        from coffea_hepfm.training.modelfile import save_trained, table_reference
+        from coffea_hepfm.training.table import GraphTable
 
         route = dict(route or {})
         command = route.pop("reproduce", None) or _command(call)
@@ -263,6 +264,14 @@ def finetune(
             reproduce=command,
             description=f"coffea-hepfm classifier for {tsk.description}; outputs {list(tsk.class_names)}.",
             extra=route,
+            reference=table_reference(
+                model,
+                spec,
+                splits.train,
+                GraphTable.concatenate([splits.val, splits.test]),
+                tsk.class_names,
+                {"what": "fine-tuning data", "dataset": os.fspath(data_dir), "task": task},
+            ),
             **info,
         )
     info["model"] = model

@@ -80,12 +80,14 @@ def save_trained(
     reproduce: str | None = None,
     description: str | None = None,
     extra: dict | None = None,
+    reference: dict | None = None,
 ) -> Path:
     """Write ``out`` (``.safetensors`` + ``.json`` + ``.md``) with :func:`coffea_hepfm.model.save_model`.
 
     ``training`` (the loop record: steps, time, validation history, ``started_at`` / ``finished_at``) is
     stored next to the metrics, so time to reach a target AUC can be read back from the model file; its
     ``finished_at`` becomes the file's ``created``. ``extra`` adds top-level metadata (e.g. ``study``).
+    ``reference`` (from :func:`table_reference`) is stored under the header's ``"reference"`` key.
     """
     from coffea_hepfm.model import save_model
 
@@ -105,6 +107,23 @@ def save_trained(
         meta["reproduce"] = reproduce
     if description is not None:
         meta["description"] = description
+    if reference is not None:
+        meta["reference"] = reference
     if head != model.kind:
         raise ValueError(f"head {head!r} does not match the model's head {model.kind!r}")
     return save_model(out, model, spec, meta)
+
+
+def table_reference(model, spec, train, heldout, class_names, source: dict) -> dict:
+    """Reference distributions and OOD calibration of a trained model from its training tables.
+
+    ``train`` and ``heldout`` are :class:`~coffea_hepfm.training.table.GraphTable` s of the model's own
+    training data (held out: validation/test events, never trained on); ``class_names`` name their ``y``.
+    See :func:`coffea_hepfm.model.reference_build.build_reference`.
+    """
+    from coffea_hepfm.model.reference_build import build_reference
+
+    def flat(t):
+        return (t.x, t.counts, t.u, t.y)
+
+    return build_reference(model, spec, flat(train), flat(heldout), class_names, source)

@@ -195,8 +195,8 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
     from coffea_hepfm.training.evaluate import binary_metrics, plot_roc, plot_scores
     from coffea_hepfm.training.finetune import STRATEGIES, build_finetune_model, default_batch_size
     from coffea_hepfm.training.loop import LoopConfig, run_loop
-    from coffea_hepfm.training.modelfile import save_trained
-    from coffea_hepfm.training.table import make_batch
+    from coffea_hepfm.training.modelfile import save_trained, table_reference
+    from coffea_hepfm.training.table import GraphTable, make_batch
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
@@ -278,7 +278,10 @@ def _finetune(ntuples_dir, pretrained, out, *, signal, task, weight_column, val_
         "metrics": metrics,
         "training": result.to_dict(),
     }
-    save_trained(out, model, spec, head=model.kind, **info)
+    heldout = GraphTable.concatenate([val, test]) if tables["test"] is not None else val
+    source = {"what": "fine-tuning ntuples", "ntuples": os.fspath(ntuples_dir)}
+    reference = table_reference(model, spec, train, heldout, names, source)
+    save_trained(out, model, spec, head=model.kind, reference=reference, **info)
     title = f"{names[0]} vs {names[1]} (test split)"
     plots = [
         plot_roc({"fine-tuned": (is_signal, scores)}, out.with_name(out.stem + "_roc.png"), title),

@@ -234,7 +234,7 @@ def pretrain(
             "finished_at": finished_at,
         },
     }
-    from coffea_hepfm.training.modelfile import cli_command, python_call, save_trained
+    from coffea_hepfm.training.modelfile import cli_command, python_call, save_trained, table_reference
 
     python_only = {"processes": (processes_arg, None), "val_fraction": (val_fraction, 0.05)}
     python_only["temperature"] = (temperature, 0.1)
@@ -258,5 +258,9 @@ def pretrain(
             + [("--time-budget", budget), ("--hidden", hidden), ("--n-proc-steps", n_proc_steps)]
             + [("--patience", patience), ("--threads", torch.get_num_threads())],
         )
-    save_trained(out, model, spec, head=model.kind, reproduce=command, **info)
+    # Reference distributions of the pretraining data (inputs, embedding, OOD calibration on the
+    # validation events, classes = the pretraining processes whatever the head).
+    source = {"what": "pretraining data", "dataset": os.fspath(data_dir), "fold": "pretrain"}
+    reference = table_reference(model, spec, train, val, processes, source)
+    save_trained(out, model, spec, head=model.kind, reproduce=command, reference=reference, **info)
     return info

@@ -13,6 +13,8 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from coffea_hepfm.errors import HEPFMError
+
 TRUTH_LABELS: tuple[str, ...] = ("top", "higgs", "w", "z", "bquark", "lepton", "photon")
 
 _PDG_IDS: dict[str, tuple[int, ...]] = {
@@ -28,7 +30,7 @@ _PDG_IDS: dict[str, tuple[int, ...]] = {
 _IS_HARD_PROCESS_BIT = 7
 
 
-class MissingTruth(KeyError):
+class MissingTruth(HEPFMError, KeyError):
     """The events have no ``GenPart`` collection (e.g. real collision data)."""
 
 

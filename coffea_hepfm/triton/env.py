@@ -59,6 +59,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from coffea_hepfm.errors import HEPFMError
+
 __all__ = ["SERVER_PACKAGES", "ServerEnv", "ServerEnvError", "default_env_path", "ensure_server_env"]
 
 SERVER_PACKAGES = ("nvidia-pytriton==0.7.0", "numpy<2", "torch==2.13.0")
@@ -66,7 +68,7 @@ MARKER = "hepfm-triton-env.json"
 ENV_VAR = "HEPFM_TRITON_ENV"
 
 
-class ServerEnvError(RuntimeError):
+class ServerEnvError(HEPFMError, RuntimeError):
     """The server environment is missing, incomplete, or could not be created."""
 
 

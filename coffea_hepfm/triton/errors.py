@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from coffea_hepfm.errors import HEPFMError
+
 __all__ = [
     "MalformedTritonURL",
     "TritonClientError",
@@ -36,11 +38,11 @@ _URL_RE = re.compile(
 )
 
 
-class MalformedTritonURL(ValueError):
+class MalformedTritonURL(HEPFMError, ValueError):
     """The URL is not ``triton+grpc://host:port/model[/version]`` (or ``triton+http://``)."""
 
 
-class TritonClientError(RuntimeError):
+class TritonClientError(HEPFMError, RuntimeError):
     """Base class of the client's errors; the message always names the URL."""
 
 

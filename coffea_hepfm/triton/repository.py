@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.triton.padded import PaddedScoringModule
 from coffea_hepfm.triton.wire import INPUTS, OUTPUTS, WIRE_FORMAT
 
@@ -51,7 +52,7 @@ VERIFY_ATOL = 1e-5
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-class ExportError(ValueError):
+class ExportError(HEPFMError, ValueError):
     """Bad export arguments, or an exported file that does not reproduce the model."""
 
 

@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from coffea_hepfm.errors import HEPFMError
 from coffea_hepfm.triton.env import ServerEnv, ensure_server_env
 
 __all__ = ["TritonServer", "TritonServerError", "free_port"]
@@ -43,7 +44,7 @@ __all__ = ["TritonServer", "TritonServerError", "free_port"]
 PYTHON_BACKEND_SHM = ("shm-default-byte-size=16777216", "shm-growth-byte-size=67108864")
 
 
-class TritonServerError(RuntimeError):
+class TritonServerError(HEPFMError, RuntimeError):
     """The server could not start, or died; the message carries the tail of its log."""
 
 
