@@ -64,23 +64,29 @@ def _rate(fn, n_events: int, device, seconds: float) -> float:
             return calls * n_events / elapsed
 
 
-def _flat_nodes(sources, spec, n_events: int):
-    """Flat node arrays of the sources' events, replicated (whole events) to ``n_events``."""
+def _flat_nodes(sources, spec, n_events: int, workdir: Path):
+    """Flat node arrays of the sources' events, replicated (whole events) to ``n_events``.
+
+    The sources are first written into one file of their common branches, as ``bench score`` does
+    (:func:`~coffea_hepfm.score.bench.make_bench_file`), so the graph spec sees one mixed file: per-file
+    decisions (graph spec v2's b-tagger choice, e.g. a file whose tagger holds placeholders) are taken
+    on the mix, as in the CPU benchmark.
+    """
     import uproot
 
     from coffea_hepfm.graph import build_flat
-    from coffea_hepfm.score.bench import bench_branches, read_chunk
+    from coffea_hepfm.score.bench import make_bench_file, read_chunk
 
-    branches = bench_branches(spec, sources)
-    xs, cs, us = [], [], []
+    n_src = 0
     for src in sources:
         with uproot.open(src) as f:
-            tree = f["Events"]
-            flat = build_flat(read_chunk(tree, branches, 0, tree.num_entries), spec)
-        xs.append(flat.x)
-        cs.append(flat.node_counts)
-        us.append(flat.u)
-    x, c, u = np.concatenate(xs), np.concatenate(cs), np.concatenate(us)
+            n_src += f["Events"].num_entries
+    mixed = make_bench_file(sources, n_src, workdir / "gpu_sources.root", spec)
+    with uproot.open(mixed) as f:
+        tree = f["Events"]
+        branches = [b for b in tree.keys() if not b.startswith("n")]
+        flat = build_flat(read_chunk(tree, branches, 0, n_src), spec)
+    x, c, u = flat.x, flat.node_counts, flat.u
     reps = -(-n_events // len(c))
     counts = np.tile(c, reps)[:n_events]
     return np.tile(x, (reps, 1))[: int(counts.sum())], counts, np.tile(u, (reps, 1))[:n_events]
@@ -232,29 +238,29 @@ def run_gpu_check(
         raise FileNotFoundError(f"NanoAOD sources not found: {missing} (set HEPFM_SHARED or pass --source)")
     gpu_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "none (CPU run)"
     log(f"device {dev} ({gpu_name}), model {model}, torch {torch.__version__}")
-    x, counts, u = _flat_nodes(sources, spec, max(max(batches), triton_events))
-    log(f"(a1)/(a2) {len(sources)} source files, mean {counts.mean():.2f} nodes/event")
-    rows = _network_and_runner(runner, x, counts, u, batches, seconds, log)
-    best = max(rows, key=lambda r: r["runner_score_ev_per_s"]) if rows else None
-    out = {
-        "device": str(dev),
-        "gpu": gpu_name,
-        "model": str(model),
-        "graph_spec": {"name": spec.name, "version": spec.version},
-        "sources": [s.name for s in sources],
-        "rows": rows,
-        "best_network": max(rows, key=lambda r: r["network_ev_per_s"]) if rows else None,
-        "best_runner_score": best,
-    }
     with tempfile.TemporaryDirectory(prefix="hepfm-gpu-") as tmp:
+        x, counts, u = _flat_nodes(sources, spec, max(max(batches), triton_events), Path(tmp))
+        log(f"(a1)/(a2) {len(sources)} source files, mean {counts.mean():.2f} nodes/event")
+        rows = _network_and_runner(runner, x, counts, u, batches, seconds, log)
+        best = max(rows, key=lambda r: r["runner_score_ev_per_s"]) if rows else None
+        out = {
+            "device": str(dev),
+            "gpu": gpu_name,
+            "model": str(model),
+            "graph_spec": {"name": spec.name, "version": spec.version},
+            "sources": [s.name for s in sources],
+            "rows": rows,
+            "best_network": max(rows, key=lambda r: r["network_ev_per_s"]) if rows else None,
+            "best_runner_score": best,
+        }
         if best is not None:
             runner.batch_size = best["batch"]
-            out["full_path"] = _full_path(
-                runner, sources, spec, full_events, max(best["batch"], 100_000), Path(tmp)
-            )
+            chunk = max(best["batch"], 100_000)
+            out["full_path"] = _full_path(runner, sources, spec, full_events, chunk, Path(tmp))
             fp = out["full_path"]
             log(
-                f"(a3) full path {fp['ev_per_s']:,.0f} ev/s (host read + nodes alone {fp['host_read_graph_ev_per_s']:,.0f})"
+                f"(a3) full path {fp['ev_per_s']:,.0f} ev/s "
+                f"(host read + nodes alone {fp['host_read_graph_ev_per_s']:,.0f})"
             )
         xb, cb, ub = _slice(x, counts, u, triton_events)
         if triton:
