@@ -34,7 +34,7 @@ from coffea_hepfm.errors import HEPFMWarning
 from coffea_hepfm.model import kernels as K
 from coffea_hepfm.model.heads import ScoringModule
 
-__all__ = ["FusedKernelFallback", "FusedScoringModule", "cpu_scoring_module"]
+__all__ = ["FusedKernelFallback", "FusedScoringModule", "cpu_scoring_module", "fused_graph_inputs"]
 
 #: Largest probability difference to the eager module that :func:`cpu_scoring_module` accepts.
 CHECK_ATOL = 1e-5
@@ -288,6 +288,16 @@ class FusedScoringModule:
         return probs, emb
 
 
+def _difference(a: Tensor, b: Tensor) -> float:
+    """Largest |a - b|, NaN where both are NaN counting as equal (a corrupt model is NaN either way,
+    and HEPFMScore refuses NaN scores); NaN in only one of them is an infinite difference."""
+    nan_a, nan_b = torch.isnan(a), torch.isnan(b)
+    if not torch.equal(nan_a, nan_b):
+        return float("inf")
+    keep = ~nan_a
+    return float((a[keep] - b[keep]).abs().max()) if bool(keep.any()) else 0.0
+
+
 def cpu_scoring_module(scoring: ScoringModule, check: bool = True):
     """The fastest CPU scorer for ``scoring``: ``(callable, "")``, or ``(scoring, reason)`` when the
     fused kernels cannot be used (numba missing, an unsupported layer layout, or, with ``check``, a
@@ -309,7 +319,7 @@ def cpu_scoring_module(scoring: ScoringModule, check: bool = True):
             with torch.inference_mode():
                 want = scoring(*graphs)
             got = fused(*graphs)
-            diff = max(float((a - b).abs().max()) for a, b in zip(got, want, strict=True))
+            diff = max(_difference(a, b) for a, b in zip(got, want, strict=True))
             if not diff <= CHECK_ATOL:
                 return (
                     scoring,
@@ -318,3 +328,22 @@ def cpu_scoring_module(scoring: ScoringModule, check: bool = True):
     except Exception as err:  # noqa: BLE001 - any failure means: use the eager module, and say why
         return scoring, f"fused kernels unavailable: {type(err).__name__}: {err}"
     return fused, ""
+
+
+def fused_graph_inputs(x: np.ndarray, counts: np.ndarray, u: np.ndarray, node_features) -> tuple:
+    """``(x, edge_index, edge_attr, u, batch)`` torch tensors of fully connected graphs from flat nodes,
+    built by one numba pass (:func:`coffea_hepfm.model.kernels.fully_connected_edges`, the twin of
+    ``GraphBatch.from_flat``: ~2x faster, the same indices, features equal within float32 rounding).
+
+    ``node_features`` are the graph spec's node-feature names (the columns are looked up by name).
+    """
+    cols = np.array([list(node_features).index(name) for name in K.EDGE_INPUTS], dtype=np.int64)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    n_edges = int((counts * np.maximum(counts - 1, 0)).sum())
+    edge_index = np.empty((2, n_edges), dtype=np.int64)
+    attr = np.empty((n_edges, len(K.EDGE_FEATURES)), dtype=np.float32)
+    K.fully_connected_edges(x, counts, cols, edge_index[0], edge_index[1], attr)
+    batch = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    u = np.ascontiguousarray(u, dtype=np.float32)
+    return tuple(torch.from_numpy(a) for a in (x, edge_index, attr, u, batch))
