@@ -280,27 +280,20 @@ def test_real_nanoaod_graphs(shared_nanoaod):
         )
 
 
-def test_bench_command_runs():
+def test_bench_command_runs(tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from coffea_hepfm.cli import app
 
-    result = CliRunner().invoke(
-        app,
-        [
-            "bench",
-            "model",
-            "--events",
-            "300",
-            "-b",
-            "128",
-            "--seconds",
-            "0.1",
-            "--source",
-            "random",
-            "--backend",
-            "script",
-        ],
-    )
+    out = tmp_path / "model.json"
+    args = ["bench", "model", "--events", "300", "-b", "128", "--seconds", "0.1", "--source", "random"]
+    result = CliRunner().invoke(app, [*args, "--backend", "fused", "--backend", "eager", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "events/s/core" in result.output and "% of matmul peak" in result.output
+    assert "events/CPU-s" in result.output and "% of matmul peak" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "model" and doc["command"]
+    assert {r["backend"] for r in doc["rows"]} == {"fused", "eager"}
+    assert all(r["ev_per_cpu_s"] > 0 and 0 < r["fraction_of_matmul_peak"] for r in doc["rows"])
+    assert doc["matmul_peak_gflops"] > 0 and doc["machine"]["cores"] >= 1

@@ -62,21 +62,63 @@ def test_bench_file_repeats_the_sources(shared_nanoaod, tmp_path):
 
 
 def test_run_benchmark_prints_all_rates(shared_nanoaod, tiny_model_file, tmp_path):
-    from coffea_hepfm.score.bench import run_benchmark
+    import json
+
+    from coffea_hepfm.benchjson import write_json
+    from coffea_hepfm.score.bench import GOALS, run_benchmark
 
     lines = []
-    res = run_benchmark(
-        model=str(tiny_model_file),
-        sources=[shared_nanoaod / "nano_tt_v12.root"],
-        n_events=1000,
-        chunk_size=500,
-        workdir=tmp_path,
-        memory=False,
-        dense_events=100,
-        print_fn=lines.append,
-    )
+    with pytest.warns(MissingCollectionWarning, match="Photon"):  # the v12 skim has no Photon
+        res = run_benchmark(
+            model=str(tiny_model_file),
+            sources=[shared_nanoaod / "nano_tt_v12.root"],
+            n_events=1000,
+            chunk_size=500,
+            workdir=tmp_path,
+            memory=True,
+            dense_events=100,
+            network_events=300,
+            network_seconds=0.2,
+            print_fn=lines.append,
+        )
     for key in ("a_read", "b_read_graph", "c_read_graph_score", "d_torch_wrapper_padded"):
-        assert res[key]["events_per_s"] > 0
-    assert res["c_over_d"] > 0
+        assert res["rates"][key]["events_per_cpu_s"] > 0
+    for key in ("hepfm_ev_per_cpu_s", "torch_wrapper_ev_per_cpu_s", "graph_ev_per_cpu_s", "peak_rss_mib"):
+        assert res[key] > 0
+    assert 0 < res["fraction_of_matmul_peak"] < 1.5 and res["matmul_peak_gflops"] > 0
+    assert res["scorer"] == "fused" and res["threads"] == 1
+    assert res["graph_spec"]["version"] >= 1 and set(res["goals"]) == set(GOALS)
+    # The memory probe: one fresh process per chunk size, one peak per chunk, bounded by the chunk.
+    m_small, m_big = res["memory"]
+    assert (m_small["chunk_size"], m_small["chunks"], m_big["chunks"]) == (125, 8, 2)
+    assert m_small["events"] == m_big["events"] == 1000
+    assert len(m_small["chunk_peak_rss_mib"]) == 8 and m_small["peak_rss_mib"] >= m_small["baseline_rss_mib"]
     text = "\n".join(lines)
-    assert "(a)" in text and "(d)" in text and "(c) / (d)" in text
+    assert "(a)" in text and "(e) network alone" in text and "peak RSS" in text and "goals:" in text
+    path = write_json(tmp_path / "score.json", "score", res)
+    doc = json.loads(path.read_text())
+    assert doc["benchmark"] == "score" and doc["hepfm_ev_per_cpu_s"] == res["hepfm_ev_per_cpu_s"]
+    assert doc["machine"]["cores"] >= 1 and "load_avg" in doc["machine"] and doc["versions"]["torch"]
+
+
+def test_memory_probe_reports_its_own_peak_not_the_parents():
+    """A child's ru_maxrss starts at its parent's peak on Linux; the probe reads the child's own VmHWM."""
+    import subprocess
+    import sys
+
+    from coffea_hepfm.score import memprobe
+
+    if memprobe.peak_rss_mib() is None or not memprobe.reset_peak_rss():
+        pytest.skip("needs Linux /proc/self/status VmHWM and clear_refs")
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    parent_peak = memprobe.peak_rss_mib()
+    code = (
+        f"import resource, runpy; m = runpy.run_path({memprobe.__file__!r}); "
+        "print(m['peak_rss_mib'](), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    own, inherited = map(float, subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    assert inherited >= parent_peak - 10  # what the old probe read
+    assert own < 100 < parent_peak  # the child's own peak: a bare interpreter
+    del ballast
+    assert memprobe.reset_peak_rss()
+    assert memprobe.peak_rss_mib() < parent_peak - 200  # the mark follows the process down again

@@ -61,14 +61,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             2, "--spec-version", help="Graph spec version (2: default, 1: old)."
         ),
         compression: str = typer.Option(None, help="Skim codec, e.g. lzma:9, zstd:5 (default: as input)."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
         """Time reading the needed columns, building node records, and building edge batches."""
         from rich.console import Console
         from rich.table import Table
 
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.graph import GraphSpec
         from coffea_hepfm.graph.bench import bench_graph
 
+        start = machine_info()
         spec = GraphSpec(version=spec_version, max_photons=max_photons)
         r = bench_graph(files, spec, n_events=events, batch_size=batch_size, compression=compression)
         table = Table(
@@ -96,3 +101,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             f"{r['record_over_read_cpu']:.2f} x the read time. Load average {r['load_avg_1min']:.1f} on "
             f"{r['cores']} cores."
         )
+        if json_path is not None:
+            figures = {"graph_spec": spec.to_dict(), **r}
+            console.print(f"wrote {write_json(json_path, 'graph', figures, start)}")

@@ -152,31 +152,37 @@ def model_flops(config: dict, n_nodes: int, n_edges: int, n_events: int, head_li
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """Measured float32 ``n x n`` matmul GFLOP/s with the current torch thread count (best of repeats)."""
+    """Measured float32 ``n x n`` matmul GFLOP/s with the current torch thread count (best of repeats).
+
+    Timed in CPU seconds of this process (``time.process_time``), like the network, so that time the
+    process spends descheduled on a shared machine counts against neither. With several threads the CPU
+    time is summed over them, so the figure is per core.
+    """
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)  # warm-up
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+        best = min(best, time.process_time() - t0)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
 
 
 def time_model(fn, batches: list[Graphs], min_seconds: float = 2.0) -> tuple[float, int]:
-    """Run ``fn(*batch)`` over ``batches`` in turn (one warm-up batch first) for ``min_seconds``.
+    """Run ``fn(*batch)`` over ``batches`` in turn (one warm-up batch first) for ``min_seconds`` of CPU.
 
-    Returns ``(seconds, events)`` of the timed calls (at least one batch).
+    Returns ``(cpu_seconds, events)`` of the timed calls (at least one batch). CPU seconds of this
+    process (``time.process_time``): on a shared machine, time spent descheduled does not count.
     """
     with torch.inference_mode():
         fn(*batches[0])
-        events, t0 = 0, time.perf_counter()
+        events, t0 = 0, time.process_time()
         while True:
             for b in batches:
                 fn(*b)
                 events += b[3].size(0)
-                elapsed = time.perf_counter() - t0
+                elapsed = time.process_time() - t0
                 if elapsed >= min_seconds:
                     return elapsed, events
 

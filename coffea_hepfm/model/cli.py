@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-BACKENDS = ("eager", "script", "onnx")
+BACKENDS = ("eager", "fused", "script", "onnx", "compile")
 
 
 def _default_nanoaod() -> Path:
@@ -43,21 +43,32 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         source: str = typer.Option("auto", help="auto | nanoaod | random (random: 5-15 nodes per event)."),
         nanoaod: Path = typer.Option(None, help="Folder of NanoAOD files (default ../shared/data/nanoaod)."),
         model: str = typer.Option(None, help="Model file or shipped name; default: untrained default net."),
-        backend: list[str] = typer.Option(["eager", "script"], "--backend", help="eager | script | onnx."),
-        seconds: float = typer.Option(3.0, help="Minimum timed seconds per configuration."),
+        backend: list[str] = typer.Option(
+            ["eager", "fused"],
+            "--backend",
+            help="eager | fused (the local scoring path) | script | onnx | compile (torch.compile).",
+        ),
+        seconds: float = typer.Option(3.0, help="Minimum timed CPU seconds per configuration."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
-        """CPU inference events/s/core and the fraction of measured matmul FLOP/s the model reaches."""
+        """CPU inference events/CPU-s and the fraction of the measured matmul FLOP/s the model reaches."""
         import tempfile
+        import warnings
 
         import torch
         from rich.console import Console
         from rich.table import Table
 
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.model import bench as B
-        from coffea_hepfm.model.heads import ClassifierHead, HEPFMClassifier
+        from coffea_hepfm.model.fused import FusedScoringModule
+        from coffea_hepfm.model.heads import ClassifierHead, HEPFMClassifier, ScoringModule
         from coffea_hepfm.model.io import load_model
         from coffea_hepfm.model.network import HEPFMNet
 
+        start = machine_info()
         console = Console()
         bad = sorted(set(backend) - set(BACKENDS))
         if bad or source not in ("auto", "nanoaod", "random"):
@@ -67,12 +78,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         torch.set_num_threads(threads)
         from coffea_hepfm.graph import GraphSpec
 
-        spec = GraphSpec()
         if model:
-            clf = load_model(model).module
+            loaded = load_model(model)
+            clf, spec = loaded.module, loaded.spec
         else:
+            spec = GraphSpec()
             torch.manual_seed(0)
             clf = HEPFMClassifier(HEPFMNet.from_spec(spec), ClassifierHead(2)).eval()
+        scoring = ScoringModule(clf).eval()
         cfg = clf.backbone.get_config()
         files = sorted((nanoaod or _default_nanoaod()).glob("*.root"))
         if source == "nanoaod" and not files:
@@ -91,46 +104,67 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         flops = B.model_flops(cfg, graphs[0].size(0), graphs[1].size(1), graphs[3].size(0), head)
         per_event = flops["total"] / graphs[3].size(0)
 
-        table = Table(
-            title=f"HEPFMNet CPU inference, {threads} thread(s), hidden={cfg['hidden']}, steps={cfg['n_proc_steps']}"
-        )
-        for col in ("backend", "batch", "events/s/core", "us/event", "GFLOP/s", "% of matmul peak"):
-            table.add_column(col, justify="right")
         rows = []
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # "script" measures TorchScript for comparison only; torch 2.13 deprecates it (expected here).
+            warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
             for bs in batch_size:
                 batches = list(B.iter_batches(graphs, bs))
                 for name in backend:
                     with console.status(f"{name}, batch {bs}"):
                         if name == "eager":
-                            fn = clf
+                            fn = scoring
+                        elif name == "fused":
+                            fn = FusedScoringModule(scoring)
                         elif name == "script":
-                            fn = torch.jit.script(clf)
+                            fn = torch.jit.freeze(torch.jit.script(scoring))
+                        elif name == "compile":  # Inductor; the first call compiles (not timed)
+                            fn = torch.compile(scoring, dynamic=True)
                         else:
-                            fn = _onnx_runner(clf, threads, Path(tmp))
-                        elapsed, n = B.time_model(fn, batches, seconds)
-                    rows.append((name, bs, n / elapsed))
-        # Peak measured before and after (the best of both): on a shared machine the load changes.
-        peak = max(*peaks, B.matmul_gflops())
-        for name, bs, rate in rows:
-            gflops = per_event * rate / 1e9
+                            fn = _onnx_runner(scoring, threads, Path(tmp))
+                        cpu, n = B.time_model(fn, batches, seconds)
+                    rows.append({"backend": name, "batch": bs, "ev_per_cpu_s": n / cpu})
+                    peaks.append(B.matmul_gflops())
+        # Peak measured before and after each configuration (the best counts): the load changes.
+        peak = max(peaks)
+        table = Table(
+            title=f"HEPFMNet CPU inference, {threads} thread(s), hidden={cfg['hidden']}, steps={cfg['n_proc_steps']}"
+        )
+        for col in ("backend", "batch", "events/CPU-s", "us/event", "GFLOP/s", "% of matmul peak"):
+            table.add_column(col, justify="right")
+        for row in rows:
+            row["gflops"] = per_event * row["ev_per_cpu_s"] / 1e9
+            row["fraction_of_matmul_peak"] = row["gflops"] / peak
             table.add_row(
-                name,
-                str(bs),
-                f"{rate / threads:,.0f}",
-                f"{1e6 / rate:.0f}",
-                f"{gflops:.1f}",
-                f"{100 * gflops / peak:.1f}",
+                row["backend"],
+                str(row["batch"]),
+                f"{row['ev_per_cpu_s']:,.0f}",
+                f"{1e6 / row['ev_per_cpu_s']:.0f}",
+                f"{row['gflops']:.1f}",
+                f"{100 * row['fraction_of_matmul_peak']:.1f}",
             )
         console.print(
             f"graphs: {what}; mean {summary['mean_nodes']:.1f} nodes, {summary['mean_edges']:.1f} edges per event"
         )
-        console.print(f"matmul peak (float32 1024x1024, {threads} thread(s)): {peak:.1f} GFLOP/s")
+        console.print(f"matmul peak (float32 1024x1024, {threads} thread(s), CPU time): {peak:.1f} GFLOP/s")
         console.print(
             f"model: {per_event / 1e6:.2f} MFLOP/event (Linear layers, 2*in*out per row); the "
             f"concatenation form would need {flops['total_concat'] / flops['total']:.2f}x that"
         )
         console.print(table)
+        if json_path is not None:
+            figures = {
+                "model": model or "untrained default network",
+                "graphs": what,
+                "threads": threads,
+                "node_counts": summary,
+                "mflop_per_event": per_event / 1e6,
+                "matmul_peak_gflops": peak,
+                "matmul_gflops_samples": peaks,
+                "rows": rows,
+                "best": max(rows, key=lambda r: r["ev_per_cpu_s"]) if rows else None,
+            }
+            console.print(f"wrote {write_json(json_path, 'model', figures, start)}")
 
     @app.command("model-info")
     def model_info(model: str = typer.Argument(..., help="Model file or shipped model name.")) -> None:

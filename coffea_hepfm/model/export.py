@@ -99,7 +99,19 @@ def export_onnx(module, path: str | os.PathLike, *, dynamo: bool | None = None, 
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecation and shape-naming chatter from the exporters
+            # Only the exporters' known notes: torch.export's pytree deprecation and its note that
+            # the shared axis names ("E" for edge_index and edge_attr) are merged; the legacy exporter's
+            # own deprecation (it is what dynamo=False asks for).
+            warnings.filterwarnings(
+                "ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning
+            )
+            warnings.filterwarnings("ignore", r"# The axis name: \w+ will not be used", UserWarning)
+            warnings.filterwarnings(
+                "ignore", r"You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+            )
+            warnings.filterwarnings(
+                "ignore", r"The feature will be removed", DeprecationWarning, r"torch\.onnx"
+            )
             if dynamo:
                 n, e, b = torch.export.Dim("N"), torch.export.Dim("E"), torch.export.Dim("B")
                 shapes = {

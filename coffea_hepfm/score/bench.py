@@ -5,22 +5,23 @@ the calling thread), so events/s are per core:
 
 - (a) read the branches the graph spec needs (uproot, ``how="zip"``);
 - (b) (a) + graph build (node features and globals; edges are reported separately);
-- (c) (a) + ``HEPFMScore`` (graph build, edges, network);
+- (c) (a) + ``HEPFMScore`` (graph build, edges, network): ``hepfm_ev_per_cpu_s``;
 - (d) (a) + coffea's ``torch_wrapper`` on padded dense input (:mod:`coffea_hepfm.score.dense`), the same
-  weights computing the same probabilities.
+  weights computing the same probabilities: ``torch_wrapper_ev_per_cpu_s``;
+- (e) the network alone (the module ``HEPFMScore`` runs, on prebuilt graphs of the same file) and the
+  float32 ``1024 x 1024`` matmul rate, measured before, between and after two halves of (e) (the best
+  counts): ``fraction_of_matmul_peak`` = the network's useful FLOP/s (``2 * in * out`` per row of every
+  Linear, :func:`coffea_hepfm.model.bench.model_flops`; no padding, no element-wise work) over it.
 
-Rates are given per wall-clock second and per CPU second of this process (the second is what matters on a
-shared machine). Peak memory is measured in fresh processes scoring the whole file with
-:func:`coffea_hepfm.score.files.score_files` at two chunk sizes.
+Rates are per CPU second of this process (``time.process_time``; wall-clock rates are printed too): on a
+shared machine CPU time is what a core gives us. Peak memory is measured in fresh processes scoring the
+whole file at two chunk sizes (:mod:`coffea_hepfm.score.memprobe`). ``--json PATH`` writes every figure
+with the model, graph spec, machine (CPU, cores, load average) and the command.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import resource
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,14 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["make_bench_file", "read_chunk", "run_benchmark"]
+
+#: Goals of issue 14 (``bench score`` defaults: shared CMS file mix, shipped model, one thread).
+GOALS = {
+    "hepfm_ev_per_cpu_s": 10_000,
+    "hepfm_over_torch_wrapper": 30,
+    "graph_ev_per_cpu_s": 1_000_000,
+    "fraction_of_matmul_peak": 0.4,
+}
 
 COLLECTIONS = ("Jet", "Electron", "Muon", "Photon")
 ID_BRANCHES = ("run", "luminosityBlock", "event")
@@ -162,26 +171,57 @@ def _measure(tree, branches, n_events, chunk_size, work) -> tuple[_Clock, _Clock
     return read, total
 
 
-def memory_run(file: str, model: str, chunk_size: int, out: str) -> dict:
-    """Score ``file`` chunk by chunk in this process; peak RSS (MiB) and the RSS after loading the model."""
-    import psutil
+def _network_alone(runner, tree, branches, spec, n_events: int, seconds: float) -> dict:
+    """(e): the scoring module on prebuilt graphs of the first ``n_events`` events, and the matmul peak
+    before, between and after its two halves (CPU seconds of this process)."""
     import torch
 
-    from coffea_hepfm.score.files import score_files
-    from coffea_hepfm.score.wrapper import HEPFMScore
+    from coffea_hepfm.graph import GraphBatch, build_flat
+    from coffea_hepfm.model.bench import matmul_gflops, model_flops
 
-    torch.set_num_threads(1)
-    HEPFMScore(model, device="cpu").runner_  # noqa: B018 - load torch + model before the baseline
-    baseline = psutil.Process().memory_info().rss / 2**20
-    t0 = time.perf_counter()
-    n = score_files([file], model, out, chunk_size=chunk_size, device="cpu")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    flat = build_flat(read_chunk(tree, branches, 0, n_events), spec)
+    graphs = [
+        g.to_torch()
+        for g in GraphBatch.from_flat(flat.x, flat.node_counts, flat.u).iter_batches(runner.batch_size)
+    ]
+    counts = flat.node_counts
+    n_edges = int((counts * (counts - 1)).sum())
+    flops = model_flops(runner.net_config, int(counts.sum()), n_edges, len(counts), runner.head_linears)[
+        "total"
+    ]
+    peaks, cpu, passes = [matmul_gflops()], 0.0, 0
+    with torch.inference_mode():
+        runner.module(*graphs[0])  # warm-up
+        for _ in range(2):
+            t0 = time.process_time()
+            while True:
+                for g in graphs:
+                    runner.module(*g)
+                passes += 1
+                if time.process_time() - t0 >= seconds / 2:
+                    break
+            cpu += time.process_time() - t0
+            peaks.append(matmul_gflops())
+    gflops = flops * passes / cpu / 1e9
     return {
-        "chunk_size": chunk_size,
-        "events": n,
-        "peak_rss_mib": peak,
-        "baseline_rss_mib": baseline,
-        "seconds": time.perf_counter() - t0,
+        "network_ev_per_cpu_s": len(counts) * passes / cpu,
+        "network_gflops": gflops,
+        "network_mflop_per_event": flops / len(counts) / 1e6,
+        "matmul_peak_gflops": max(peaks),
+        "matmul_gflops_samples": peaks,
+        "fraction_of_matmul_peak": gflops / max(peaks),
+        "network_events": len(counts),
+        "mean_nodes": float(counts.mean()) if len(counts) else 0.0,
+        "mean_edges": float((counts * (counts - 1)).mean()) if len(counts) else 0.0,
+    }
+
+
+def _rate(clock: _Clock, n: int) -> dict:
+    return {
+        "events_per_s": n / max(clock.wall, 1e-9),
+        "events_per_cpu_s": n / max(clock.cpu, 1e-9),
+        "wall_s": clock.wall,
+        "cpu_s": clock.cpu,
     }
 
 
@@ -194,10 +234,19 @@ def run_benchmark(
     memory: bool = True,
     dense_events: int = 20_000,
     dense_batch: int = 1024,
+    network_events: int = 50_000,
+    network_seconds: float = 4.0,
     print_fn=print,
     ood: bool = False,
 ) -> dict:
-    """Run the benchmark and print a table; returns the numbers as a dict.
+    """Run the benchmark, print a table and the goals; returns every figure as a JSON-ready dict.
+
+    Top-level keys: ``hepfm_ev_per_cpu_s``, ``torch_wrapper_ev_per_cpu_s``, ``hepfm_over_torch_wrapper``,
+    ``graph_ev_per_cpu_s``, ``read_ev_per_cpu_s``, ``edges_ev_per_cpu_s``, ``network_ev_per_cpu_s``,
+    ``fraction_of_matmul_peak``, ``matmul_peak_gflops``, ``network_gflops``, ``peak_rss_mib`` (``None``
+    without ``memory``), ``scorer`` (``"fused"`` or the eager fallback's reason), ``model``,
+    ``model_sha256``, ``graph_spec``, ``sources``, ``n_events``, ``chunk_size``, ``threads``, ``rates``
+    (wall and CPU per path), ``memory`` (per chunk size) and ``goals``.
 
     ``ood=True`` also times (c) with ``HEPFMScore(..., ood=True)`` (the model needs a reference) and
     reports the overhead of the per-event out-of-distribution score as ``ood_overhead``.
@@ -205,38 +254,43 @@ def run_benchmark(
     import torch
     import uproot
 
-    from coffea_hepfm.graph import GraphBatch, build_flat
+    from coffea_hepfm.graph import GraphBatch, GraphSpec, build_flat
     from coffea_hepfm.model.io import read_metadata
     from coffea_hepfm.score.dense import PaddedGraphTorchWrapper, save_dense_torchscript
+    from coffea_hepfm.score.memprobe import measure_memory
     from coffea_hepfm.score.wrapper import HEPFMScore, resolve_model
 
     torch.set_num_threads(1)
-    warnings.simplefilter("ignore")  # missing-collection warnings of the sources, once per chunk
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model = model or _default_model(workdir)
-    from coffea_hepfm.graph import GraphSpec
-
-    spec = GraphSpec.from_dict(read_metadata(resolve_model(model))["graph_spec"])
+    meta = read_metadata(resolve_model(model))
+    spec = GraphSpec.from_dict(meta["graph_spec"])
     sources = [Path(s) for s in (sources or _default_sources())]
     file = make_bench_file(sources, n_events, workdir / f"bench_{n_events}.root", spec)
     tree = uproot.open(file)["Events"]
     branches = [b for b in tree.keys() if not b.startswith("n")]
     print_fn(
-        f"file {file} ({n_events} events, {len(branches)} branches), chunks of {chunk_size}, model {model}"
+        f"file {file} ({n_events} events, {len(branches)} branches from {', '.join(s.name for s in sources)}), "
+        f"chunks of {chunk_size}, model {model} (graph spec {spec.name} v{spec.version}), 1 thread"
     )
 
     read_chunk(tree, branches, 0, min(chunk_size, n_events))  # warm the page cache
     scorer = HEPFMScore(model, device="cpu")
-    scorer(read_chunk(tree, branches, 0, 100))  # load the model outside the timers
+    scorer(read_chunk(tree, branches, 0, 100))  # load the model and the kernels outside the timers
+    runner = scorer.runner_
     edges = _Clock()
+
+    from coffea_hepfm.model.fused import fused_graph_inputs
 
     def graph(events):
         flat = build_flat(events, spec)
-        with edges:
-            GraphBatch.from_flat(flat.x, flat.node_counts, flat.u)
+        with edges:  # the edges as HEPFMScore builds them (numba twin on CPU, else numpy)
+            if runner.fused_edges:
+                fused_graph_inputs(flat.x, flat.node_counts, flat.u, spec.node_features)
+            else:
+                GraphBatch.from_flat(flat.x, flat.node_counts, flat.u)
 
-    results = {}
     a, _ = _measure(tree, branches, n_events, chunk_size, lambda ev: None)
     read_b, b = _measure(tree, branches, n_events, chunk_size, graph)
     b.wall -= edges.wall
@@ -247,43 +301,58 @@ def run_benchmark(
         ood_scorer(read_chunk(tree, branches, 0, 100))
         _, c_ood = _measure(tree, branches, n_events, chunk_size, ood_scorer)
 
-    jit, spec_dict = save_dense_torchscript(model, workdir / "dense_padded.pt")
-    wrapper = PaddedGraphTorchWrapper(jit, spec_dict)
-    n_dense = min(dense_events, n_events)
+    jit, _spec_dict = save_dense_torchscript(model, workdir / "dense_padded.pt")
+    with warnings.catch_warnings():
+        # coffea's torch_wrapper loads TorchScript (torch.jit.load), which torch 2.13 deprecates: this
+        # baseline is coffea's API as it is, so its deprecation notice is expected here and only here.
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        wrapper = PaddedGraphTorchWrapper(jit, _spec_dict)
+        n_dense = min(dense_events, n_events)
 
-    def dense(events):
-        for s in range(0, len(events), dense_batch):
-            wrapper(events[s : s + dense_batch])
+        def dense(events):
+            for s in range(0, len(events), dense_batch):
+                wrapper(events[s : s + dense_batch])
 
-    _, d = _measure(tree, branches, n_dense, min(chunk_size, n_dense), dense)
+        _, d = _measure(tree, branches, n_dense, min(chunk_size, n_dense), dense)
 
-    def rate(clock, n):
-        return {
-            "events_per_s": n / clock.wall,
-            "events_per_cpu_s": n / max(clock.cpu, 1e-9),
-            "wall_s": clock.wall,
-            "cpu_s": clock.cpu,
-        }
+    net = _network_alone(runner, tree, branches, spec, min(network_events, n_events), network_seconds)
 
-    results["a_read"] = rate(a, n_events)
-    results["b_read_graph"] = rate(b, n_events)
-    results["c_read_graph_score"] = rate(c, n_events)
-    results["d_torch_wrapper_padded"] = rate(d, n_dense)
-    if ood:
-        results["c_ood_read_graph_score_ood"] = rate(c_ood, n_events)
-        results["ood_overhead"] = c_ood.cpu / max(c.cpu, 1e-9) - 1.0
-    graph_cpu = max(b.cpu - read_b.cpu, 1e-9)
-    results["graph_build"] = {
-        "events_per_cpu_s": n_events / graph_cpu,
-        "fraction_of_read": graph_cpu / read_b.cpu,
+    rates = {
+        "a_read": _rate(a, n_events),
+        "b_read_graph": _rate(b, n_events),
+        "c_read_graph_score": _rate(c, n_events),
+        "d_torch_wrapper_padded": _rate(d, n_dense),
     }
-    results["edges"] = {"events_per_cpu_s": n_events / max(edges.cpu, 1e-9)}
-    results["c_over_d"] = (
-        results["c_read_graph_score"]["events_per_cpu_s"]
-        / results["d_torch_wrapper_padded"]["events_per_cpu_s"]
+    if ood:
+        rates["c_ood_read_graph_score_ood"] = _rate(c_ood, n_events)
+    graph_cpu = max(b.cpu - read_b.cpu, 1e-9)
+    res: dict = {
+        "hepfm_ev_per_cpu_s": rates["c_read_graph_score"]["events_per_cpu_s"],
+        "torch_wrapper_ev_per_cpu_s": rates["d_torch_wrapper_padded"]["events_per_cpu_s"],
+        "graph_ev_per_cpu_s": n_events / graph_cpu,
+        "read_ev_per_cpu_s": rates["a_read"]["events_per_cpu_s"],
+        "edges_ev_per_cpu_s": n_events / max(edges.cpu, 1e-9),
+        **net,
+    }
+    res["hepfm_over_torch_wrapper"] = res["hepfm_ev_per_cpu_s"] / res["torch_wrapper_ev_per_cpu_s"]
+    res["graph_over_read"] = graph_cpu / max(read_b.cpu, 1e-9)
+    res.update(
+        {
+            "scorer": "fused" if not runner.fallback_reason else f"eager ({runner.fallback_reason})",
+            "model": str(model),
+            "model_sha256": runner.sha256,
+            "graph_spec": {"name": spec.name, "version": spec.version},
+            "sources": [s.name for s in sources],
+            "n_events": n_events,
+            "dense_events": n_dense,
+            "chunk_size": chunk_size,
+            "batch_size": runner.batch_size,
+            "threads": torch.get_num_threads(),
+            "rates": rates,
+        }
     )
 
-    print_fn(f"{'':34s}{'events/s/core (wall)':>22s}{'events/CPU-s':>15s}")
+    print_fn(f"{'':36s}{'events/s (wall)':>17s}{'events/CPU-s':>15s}")
     labels = {
         "a_read": "(a) read needed columns",
         "b_read_graph": "(b) read + graph build",
@@ -293,45 +362,38 @@ def run_benchmark(
     if ood:
         labels["c_ood_read_graph_score_ood"] = "(c) with ood=True"
     for key, label in labels.items():
-        r = results[key]
-        print_fn(f"{label:34s}{r['events_per_s']:>22,.0f}{r['events_per_cpu_s']:>15,.0f}")
-    g = results["graph_build"]
+        r = rates[key]
+        print_fn(f"{label:36s}{r['events_per_s']:>17,.0f}{r['events_per_cpu_s']:>15,.0f}")
     print_fn(
-        f"graph build alone: {g['events_per_cpu_s']:,.0f} events/CPU-s, {g['fraction_of_read']:.2f} x read time "
-        f"(goals: >= 1M/s, <= 0.2x); edges (built inside HEPFMScore): "
-        f"{results['edges']['events_per_cpu_s']:,.0f} events/CPU-s"
+        f"{'(e) network alone (' + res['scorer'][:5] + ')':36s}{'':>17s}{res['network_ev_per_cpu_s']:>15,.0f}"
+        f"   {res['network_mflop_per_event']:.2f} MFLOP/event, {res['network_gflops']:.1f} GFLOP/s of "
+        f"{res['matmul_peak_gflops']:.1f} (matmul 1024^2) = {res['fraction_of_matmul_peak']:.2f}"
     )
-    print_fn(f"(c) / (d) = {results['c_over_d']:.1f}x (goal >= 3x); (c) goal >= 10k events/s/core on CPU")
+    print_fn(
+        f"graph build alone {res['graph_ev_per_cpu_s']:,.0f} events/CPU-s ({res['graph_over_read']:.2f} x read); "
+        f"edges ({'numba' if runner.fused_edges else 'numpy'}, inside HEPFMScore) {res['edges_ev_per_cpu_s']:,.0f} events/CPU-s"
+    )
     if ood:
-        print_fn(f"ood=True costs {results['ood_overhead']:+.1%} CPU time per event over (c)")
+        res["ood_overhead"] = c_ood.cpu / max(c.cpu, 1e-9) - 1.0
+        print_fn(f"ood=True costs {res['ood_overhead']:+.1%} CPU time per event over (c)")
 
+    res["peak_rss_mib"] = None
     if memory:
-        results["memory"] = []
-        for cs in (max(chunk_size // 4, 1), chunk_size):
-            cmd = [
-                sys.executable,
-                "-m",
-                "coffea_hepfm.score.bench",
-                "memory",
-                str(file),
-                model,
-                str(cs),
-                str(workdir / f"mem_{cs}.parquet"),
-            ]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            m = json.loads(res.stdout.strip().splitlines()[-1])
-            results["memory"].append(m)
+        res["memory"] = measure_memory(file, model, (max(chunk_size // 4, 1), chunk_size), workdir)
+        for m in res["memory"]:
+            peaks = m["chunk_peak_rss_mib"]
             print_fn(
-                f"peak RSS scoring {m['events']} events in chunks of {cs}: {m['peak_rss_mib']:.0f} MiB "
-                f"(after model load {m['baseline_rss_mib']:.0f} MiB; +{m['peak_rss_mib'] - m['baseline_rss_mib']:.0f})"
+                f"peak RSS scoring {m['events']} events in chunks of {m['chunk_size']}: {m['peak_rss_mib']:.0f} MiB "
+                f"(after model load {m['baseline_rss_mib']:.0f}; per-chunk peaks {min(peaks, default=0):.0f}-"
+                f"{max(peaks, default=0):.0f} MiB over {m['chunks']} chunks)"
             )
-    print_fn(json.dumps(results))
-    return results
-
-
-if __name__ == "__main__":  # hidden entry point of the memory measurement (fresh process per chunk size)
-    if len(sys.argv) == 6 and sys.argv[1] == "memory":
-        warnings.simplefilter("ignore")
-        print(json.dumps(memory_run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])))
-    else:
-        raise SystemExit("usage: python -m coffea_hepfm.score.bench memory FILE MODEL CHUNK_SIZE OUT.parquet")
+        res["peak_rss_mib"] = res["memory"][-1]["peak_rss_mib"]
+    res["goals"] = {k: {"value": res[k], "goal": g, "met": bool(res[k] >= g)} for k, g in GOALS.items()}
+    print_fn(
+        "goals: "
+        + "; ".join(
+            f"{k} {v['value']:,.2f} (>= {v['goal']:,}) {'met' if v['met'] else 'MISSED'}"
+            for k, v in res["goals"].items()
+        )
+    )
+    return res

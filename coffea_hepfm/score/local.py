@@ -1,33 +1,45 @@
 """The in-process torch backend of :class:`~coffea_hepfm.score.HEPFMScore`.
 
 One :class:`LocalRunner` per process (created lazily on each Dask worker): it loads the model file with
-:func:`coffea_hepfm.model.io.load_model` (safetensors only), moves the scoring module to the device and
-scores flat graph inputs in mini-batches of ``batch_size`` events, so memory per call is bounded however
-large the chunk is.
+:func:`coffea_hepfm.model.io.load_model` (safetensors only), and scores flat graph inputs in mini-batches
+of ``batch_size`` events, so memory per call is bounded however large the chunk is.
+
+- CPU: :class:`coffea_hepfm.model.fused.FusedScoringModule` (matrix products in torch, the rest in fused
+  numba kernels; no TorchScript, which torch 2.13 deprecates). If it cannot be used here, the eager
+  ``ScoringModule`` (same values, slower) runs instead and a
+  :class:`~coffea_hepfm.model.fused.FusedKernelFallback` warning says why, once per process.
+- CUDA: the eager ``ScoringModule`` on the GPU, with the fully connected edges and their features
+  built on the GPU too (:class:`coffea_hepfm.triton.padded.EdgeFeatures`, the torch twin of
+  ``coffea_hepfm.graph.edges``), so the host only builds node features.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
-__all__ = ["DEFAULT_BATCH", "LocalRunner", "resolve_device"]
+__all__ = ["DEFAULT_BATCH", "LocalRunner", "device_graphs", "resolve_device"]
 
-#: Events per forward pass when ``batch_size=None``. On CPU small batches keep the per-edge activations
-#: (``E x hidden`` floats) in cache: 256 events run ~1.5x faster than 4096 (``coffea-hepfm bench score``);
-#: a GPU wants large batches.
-DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
+#: Events per forward pass when ``batch_size=None``. CPU: the fused kernels work in L2-sized edge tiles,
+#: so the batch only amortises per-call overhead (``docs/speed.md``); a GPU wants large batches
+#: (``coffea-hepfm bench gpu`` scans them).
+DEFAULT_BATCH = {"cpu": 1024, "cuda": 16384}
+
+_WARNED: set[str] = set()  # fallback reasons already reported in this process
 
 
-def _compile(module):
-    """TorchScript + freeze (folds weights into the graph: ~15-25% faster on CPU); eager if that fails."""
-    import torch
+def _warn_once(reason: str) -> None:
+    from coffea_hepfm.model.fused import FusedKernelFallback
 
-    try:
-        return torch.jit.freeze(torch.jit.script(module.eval()))
-    except Exception:  # a head torch.jit cannot script still works eagerly  # noqa: BLE001
-        return module.eval()
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        warnings.warn(
+            f"HEPFMScore on CPU runs the eager torch model (same scores, slower): {reason}",
+            FusedKernelFallback,
+            stacklevel=4,
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -104,7 +116,32 @@ class LocalRunner:
             batch_size = DEFAULT_BATCH[self.device.type]
         self.batch_size = int(batch_size)
         self.hidden = int(loaded.module.backbone.hidden)
-        self.module = _compile(loaded.scoring_module().to(self.device))
+        self.sha256 = loaded.sha256
+        #: ``HEPFMNet.get_config()`` and the head's Linear shapes (to count FLOPs in benchmarks).
+        self.net_config = loaded.module.backbone.get_config()
+        self.head_linears = [
+            (m.in_features, m.out_features)
+            for m in loaded.module.head.modules()
+            if isinstance(m, torch.nn.Linear)
+        ]
+        scoring = loaded.scoring_module()
+        #: Why the eager module runs instead of the fused CPU kernels ("" when they run, or on CUDA).
+        self.fallback_reason = ""
+        self.fused_edges = False
+        if self.device.type == "cpu":
+            from coffea_hepfm.model.fused import cpu_scoring_module
+
+            self.module, self.fallback_reason = cpu_scoring_module(scoring)
+            if self.fallback_reason:
+                _warn_once(self.fallback_reason)
+            #: Edges from the numba twin of ``GraphBatch.from_flat`` (same values, ~2x faster), when the
+            #: kernels run and the spec's edge features are the ones it computes (v1 and v2 are).
+            self.fused_edges = not self.fallback_reason and _fused_edges_ok(self.graph_spec)
+        else:
+            from coffea_hepfm.triton.padded import EdgeFeatures
+
+            self.module = scoring.to(self.device).requires_grad_(False)
+            self.edge_features = EdgeFeatures(self.graph_spec.node_features).to(self.device)
 
     def score(
         self, x: np.ndarray, counts: np.ndarray, u: np.ndarray, embedding: bool = False
@@ -117,6 +154,7 @@ class LocalRunner:
         import torch
 
         from coffea_hepfm.graph import GraphBatch
+        from coffea_hepfm.model.fused import fused_graph_inputs
 
         n_events = len(u)
         probs = np.empty((n_events, len(self.class_names)), dtype=np.float32)
@@ -130,9 +168,45 @@ class LocalRunner:
                 # Arrays from awkward can be read-only; torch wants writable memory (one batch copied).
                 xb = x[nodes] if x.flags.writeable else x[nodes].copy()
                 ub = u[start:stop] if u.flags.writeable else u[start:stop].copy()
-                graphs = GraphBatch.from_flat(xb, counts[start:stop], ub)
-                p, e = self.module(*graphs.to_torch(self.device))
+                if self.device.type == "cpu" and self.fused_edges:
+                    graphs = fused_graph_inputs(xb, counts[start:stop], ub, self.graph_spec.node_features)
+                elif self.device.type == "cpu":
+                    graphs = GraphBatch.from_flat(xb, counts[start:stop], ub).to_torch()
+                else:
+                    graphs = device_graphs(xb, counts[start:stop], ub, self.device, self.edge_features)
+                p, e = self.module(*graphs)
                 probs[start:stop] = p.float().cpu().numpy()
                 if emb is not None:
                     emb[start:stop] = e.float().cpu().numpy()
         return probs, emb
+
+
+def _fused_edges_ok(spec) -> bool:
+    from coffea_hepfm.model import kernels as K
+
+    return tuple(spec.edge_features) == K.EDGE_FEATURES and set(K.EDGE_INPUTS) <= set(spec.node_features)
+
+
+def device_graphs(x: np.ndarray, counts: np.ndarray, u: np.ndarray, device, edge_features):
+    """``(x, edge_index, edge_attr, u, batch)`` built on ``device`` from flat host nodes.
+
+    The nodes are copied once; the fully connected edges are made there in the order of
+    :func:`coffea_hepfm.graph.edges.edge_index` (event by event, source-major) and their features by
+    ``edge_features`` (:class:`coffea_hepfm.triton.padded.EdgeFeatures`, the torch twin of
+    :func:`coffea_hepfm.graph.edges.edge_attr`). On a GPU this keeps the ``O(n^2)`` edge work off the
+    host; ``tests/test_score_gpu.py`` checks it against ``GraphBatch.from_flat`` on CPU.
+    """
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, non_blocking=True)
+    ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)).to(device, non_blocking=True)
+    n = torch.from_numpy(np.asarray(counts, dtype=np.int64)).to(device, non_blocking=True)
+    batch = torch.repeat_interleave(torch.arange(n.numel(), device=device), n)
+    start = torch.cumsum(n, 0) - n
+    m = int(counts.max()) if len(counts) else 0
+    slots = torch.arange(m, device=device)
+    real = slots[None, :] < n[:, None]  # [B, m]
+    pairs = (real[:, :, None] & real[:, None, :] & (slots[:, None] != slots[None, :])).nonzero()
+    src = start[pairs[:, 0]] + pairs[:, 1]
+    dst = start[pairs[:, 0]] + pairs[:, 2]
+    return xt, torch.stack([src, dst]), edge_features(xt, src, dst), ut, batch

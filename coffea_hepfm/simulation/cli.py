@@ -182,14 +182,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         events: int = typer.Option(2000, "--events", help="Events per measurement."),
         workers: int = typer.Option(2, "--workers", help="Dask workers for the speed-up."),
         mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
-        json_out: Path = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
         """Full-chain events/s/core vs raw Pythia, and the Dask speed-up."""
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.simulation.bench import bench_simulation
 
+        start = machine_info()
         r = bench_simulation(process, events, workers, mpi=mpi)
-        if json_out is not None:
-            json_out.write_text(json.dumps({"process": process, "mpi": mpi, **r}, indent=1))
         mpi_text = "on" if mpi else "off"
         typer.echo(
             f"process {process}, {events} events, Pythia MPI {mpi_text}, {os.cpu_count()} CPUs visible"
@@ -200,3 +202,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         typer.echo(f"in-process, 4 chunks:             {r['serial_eps']:8.1f} events/s")
         typer.echo(f"Dask, {workers} workers, 4 chunks:        {r['dask_eps']:8.1f} events/s")
         typer.echo(f"speed-up with {workers} workers:          {r['speedup']:8.2f}x   (goal >= 1.8x)")
+        if json_path is not None:
+            typer.echo(f"wrote {write_json(json_path, 'simulate', {'process': process, 'mpi': mpi, **r}, start)}")

@@ -129,8 +129,21 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         batch_size: list[int] = typer.Option([4096], "--batch-size", "-b", help="Events per request."),
         rounds: int = typer.Option(5, min=1, help="Timed runs per path (round-robin; the median counts)."),
         threads: int = typer.Option(0, help="torch threads for in-process and server (0 = all cores)."),
+        json_path: Path = typer.Option(
+            None, "--json", help="Also write the figures (and machine, command) here."
+        ),
     ) -> None:
         """In-process vs our Triton path (gRPC, HTTP) vs coffea's triton_wrapper, same server and weights."""
+        from coffea_hepfm.benchjson import machine_info, write_json
         from coffea_hepfm.triton.bench import run_bench
 
-        run_bench(model=model, events=events, batch_sizes=batch_size, rounds=rounds, threads=threads)
+        start = machine_info()
+        rows = run_bench(model=model, events=events, batch_sizes=batch_size, rounds=rounds, threads=threads)
+        if json_path is not None:
+            figures = {
+                "model": model or "untrained default network",
+                "events": events,
+                "threads": threads,
+                "rows": rows,
+            }
+            typer.echo(f"wrote {write_json(json_path, 'triton', figures, start)}")

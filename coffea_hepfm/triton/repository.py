@@ -120,8 +120,18 @@ def _onnx_export(module, example: tuple, path: Path) -> None:
 
     names_in, names_out = list(INPUTS), list(OUTPUTS)
     axes = {n: {0: "batch"} for n in names_in + names_out}
-    with warnings.catch_warnings():  # the exporter's notes on advanced indexing; ids here are >= 0
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        # The legacy exporter's known notes, nothing else: its deprecation (dynamo=False is deliberate: it
+        # traces the data-dependent un-padding), the constants 2*pi and pi traced as constants (they are),
+        # and the advanced-indexing note (our indices are >= 0, which is what it warns about).
+        warnings.filterwarnings(
+            "ignore", r"You are using the legacy TorchScript-based ONNX export", DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", r"The feature will be removed", DeprecationWarning, r"torch\.onnx")
+        warnings.filterwarnings(
+            "ignore", r"torch\.tensor results are registered as constants", torch.jit.TracerWarning
+        )
+        warnings.filterwarnings("ignore", r"Exporting aten::index operator of advanced indexing", UserWarning)
         torch.onnx.export(
             module, example, str(path), input_names=names_in, output_names=names_out,
             dynamic_axes=axes, opset_version=17, dynamo=False,
