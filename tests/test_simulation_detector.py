@@ -20,8 +20,7 @@ from coffea_hepfm.simulation.jets import V12_LOST_TIGHT, jet_id
 CONTRACT = [
     "Jet_jetId", "Jet_hadronFlavour", "Jet_partonFlavour", "Jet_genJetIdx", "Jet_neHEF", "Jet_neEmEF",
     "Jet_chHEF", "Jet_chEmEF", "Jet_muEF", "Jet_nConstituents", "Jet_rawFactor",
-    "Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagRobustParTAK4B", "Jet_btagUParTAK4B", "Jet_btagDeepB",
-    "Jet_btagCSVV2",
+    "Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagRobustParTAK4B",  # a v12 file's b-taggers only
     "Electron_cutBased", "Electron_pfRelIso03_all", "Electron_mvaIso_WP90", "Electron_mvaIso_WP80",
     "Electron_genPartIdx", "Electron_genPartFlav", "Electron_charge", "Electron_pdgId",
     "Muon_looseId", "Muon_mediumId", "Muon_tightId", "Muon_pfRelIso04_all", "Muon_pfRelIso03_all",
@@ -43,7 +42,7 @@ def _binomial_ok(k: np.ndarray, expected: float, n: int, sigmas: float = 4.0) ->
 def test_tagger_efficiencies_at_working_points():
     rng = np.random.default_rng(11)
     flav = np.repeat([5, 4, 0], N)
-    s = taggers.scores(flav, np.zeros(3 * N), np.full(3 * N, 60.0), np.ones(3 * N, bool), rng)
+    s = taggers.scores(flav, np.zeros(3 * N), np.full(3 * N, 60.0), np.ones(3 * N, bool), rng, taggers.TAGGERS)
     table = taggers.efficiency_table()
     for name, model in taggers.TAGGERS.items():
         assert model.wp == working_points(name, model.era).cuts  # the graph stage's tables
@@ -65,14 +64,15 @@ def test_tagger_efficiencies_at_working_points():
 def test_tagger_defaults_outside_acceptance():
     rng = np.random.default_rng(2)
     n = 2000
-    fwd = taggers.scores(np.full(n, 5), np.full(n, 3.2), np.full(n, 60.0), np.ones(n, bool), rng)
+    every = taggers.TAGGERS
+    fwd = taggers.scores(np.full(n, 5), np.full(n, 3.2), np.full(n, 60.0), np.ones(n, bool), rng, every)
     assert np.all(fwd["btagPNetB"] == -1) and np.all(fwd["btagRobustParTAK4B"] == -3)
     assert np.all(fwd["btagUParTAK4B"] == -1) and np.all(fwd["btagDeepB"] == -2)
     assert np.all(fwd["btagCSVV2"] == -10)
     # DeepJet is evaluated everywhere; forward jets look light whatever their flavour
     assert np.all((fwd["btagDeepFlavB"] >= 0) & (fwd["btagDeepFlavB"] <= 1))
     assert np.median(fwd["btagDeepFlavB"]) < 0.1
-    soft = taggers.scores(np.full(n, 5), np.zeros(n), np.full(n, 12.0), np.zeros(n, bool), rng)
+    soft = taggers.scores(np.full(n, 5), np.zeros(n), np.full(n, 12.0), np.zeros(n, bool), rng, every)
     assert np.all(soft["btagPNetB"] == -1) and np.all(soft["btagDeepB"] == -2)  # raw pT < 15; no tracks
     assert np.all(soft["btagDeepFlavB"] >= 0)
 
