@@ -325,5 +325,5 @@ def test_bench_score_measures_the_ood_overhead(ref_model, shared_nanoaod, tmp_pa
         print_fn=lines.append,
         ood=True,
     )
-    assert res["c_ood_read_graph_score_ood"]["events_per_s"] > 0 and np.isfinite(res["ood_overhead"])
+    assert res["rates"]["c_ood_read_graph_score_ood"]["events_per_s"] > 0 and np.isfinite(res["ood_overhead"])
     assert any(line.startswith("ood=True costs") for line in lines)

@@ -208,3 +208,26 @@ def test_numba_edges_equal_graphbatch(shared_nanoaod, version):
         assert np.array_equal(x.numpy(), want.x) and np.array_equal(u.numpy(), want.u)
     empty = fused_graph_inputs(flat.x[:0], flat.node_counts[:0], flat.u[:0], spec.node_features)
     assert empty[1].shape == (2, 0) and empty[2].shape == (0, 4) and empty[4].shape == (0,)
+
+
+def test_fused_is_thread_safe(shared_nanoaod, hepfm_model):
+    """dask's threaded scheduler calls one scorer from several threads at once; with one shared workspace
+    the threads overwrote each other's buffers and the example's dask histograms differed from eager."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coffea_hepfm.graph import build_graphs
+    from coffea_hepfm.graph.errors import MissingCollectionWarning
+    from coffea_hepfm.nanoaod import open_events
+
+    loaded = load_model(hepfm_model)
+    fused, _ = cpu_scoring_module(loaded.scoring_module())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingCollectionWarning)
+        events = open_events(shared_nanoaod / "nano_tt_v12.root", mode="virtual")
+        batches = [build_graphs(events[i : i + 25], loaded.spec).to_torch() for i in range(0, 200, 25)]
+    want = [fused(*b)[0] for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda b: fused(*b)[0], batches))
+            for g, w in zip(got, want, strict=True):
+                torch.testing.assert_close(g, w, atol=0, rtol=0)

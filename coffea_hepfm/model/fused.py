@@ -11,7 +11,9 @@ each MLP as
 The fused passes (:mod:`coffea_hepfm.model.kernels`) do, per edge row: the gathers of the per-node
 source/target terms of the factorised first layer, the bias, ReLU, LayerNorm, the residual add and the
 scatter-sum into the target node, so an edge-block step reads and writes the ``[E, hidden]`` state
-four times instead of ~20 and no scatter/index tensors are built. Buffers are reused between calls.
+four times instead of ~20 and no scatter/index tensors are built. Buffers are reused between calls of
+one thread; each thread has its own (dask's threaded scheduler calls one scorer from several threads at
+once: shared buffers gave wrong scores, ``tests/test_model_fused.py``).
 
 The network's widths come from the model (``HEPFMNet.get_config()``); any ``hidden``,
 ``mlp_layers >= 1``, ``n_proc_steps`` and ``aggr`` work. Not TorchScript, not ``torch.compile``: nothing
@@ -25,6 +27,8 @@ Examples
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -127,17 +131,18 @@ class FusedScoringModule:
         self._zero = np.zeros(self.hidden, dtype=np.float32)
         self._none_f = np.zeros((0, self.hidden), dtype=np.float32)
         self._none_i = np.zeros(0, dtype=np.int64)
-        self._ws: dict[str, Tensor] = {}
+        self._local = threading.local()  # per-thread workspace (see the module docstring)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _buf(self, name: str, rows: int, cols: int | None = None) -> tuple[Tensor, np.ndarray]:
         """A reused ``[rows, cols]`` float32 buffer, as a tensor and a numpy view of the same memory
         (grown by 1.5x when too small: no page faults and no allocations per call)."""
         cols = self.hidden if cols is None else cols
-        buf = self._ws.get(name)
+        ws = self._local.__dict__.setdefault("ws", {})
+        buf = ws.get(name)
         if buf is None or buf[0].size(0) < rows or buf[0].size(1) != cols:
             t = torch.empty((max(rows, int(1.5 * (0 if buf is None else buf[0].size(0)))), cols))
-            buf = self._ws[name] = (t, t.numpy())
+            buf = ws[name] = (t, t.numpy())
         return buf[0][:rows], buf[1][:rows]
 
     def _spans(self, rows: int) -> list[tuple[int, int]]:
