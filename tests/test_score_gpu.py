@@ -55,3 +55,30 @@ def test_gpu_check_runs_on_cpu(shared_nanoaod, tiny_model_file, tmp_path, monkey
     assert res["triton_dask"] == {"skipped": "--no-triton"}
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "gpu" and doc["device"] == "cpu" and doc["sources"][0] == "nano_tt_v12.root"
+
+
+def test_compiled_or_eager_falls_back_with_one_warning():
+    """The CUDA path compiles the module; a compiler that fails leaves the eager module scoring (same
+    values) with one CompileFallback warning naming the error."""
+    import warnings
+
+    import torch
+
+    from coffea_hepfm.score.local import CompileFallback, _CompiledOrEager
+
+    lin = torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+
+    def broken(_module):
+        raise RuntimeError("no C++ compiler for Inductor")
+
+    run = _CompiledOrEager(lin, compiler=broken)
+    with pytest.warns(CompileFallback, match="torch.compile failed: RuntimeError: no C\\+\\+ compiler"):
+        got = run(x)
+    torch.testing.assert_close(got, lin(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(run(x), lin(x))  # no second warning
+    ok = _CompiledOrEager(lin, compiler=lambda m: m)  # a compiler that works: its module runs
+    torch.testing.assert_close(ok(x), lin(x))
+    assert ok.fallback_reason == ""
