@@ -20,7 +20,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
         chunk_size: int = typer.Option(100_000, "--chunk-size", "-c", help="Events read per chunk."),
         batch_size: int = typer.Option(
-            None, "--batch-size", "-b", help="Events per network call (default: 1024 on CPU, 16384 on CUDA)."
+            None, "--batch-size", "-b", help="Events per network call (default: 1024 on CPU, 65536 on CUDA)."
         ),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
         embedding: bool = typer.Option(False, "--embedding/--no-embedding", help="Also write the embedding."),

@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_BATCH", "LocalRunner", "device_graphs", "resolve_device"]
 #: Events per forward pass when ``batch_size=None``. CPU: the fused kernels work in L2-sized edge tiles,
 #: so the batch only amortises per-call overhead (``docs/speed.md``); a GPU wants large batches
 #: (``coffea-hepfm bench gpu`` scans them).
-DEFAULT_BATCH = {"cpu": 1024, "cuda": 16384}
+DEFAULT_BATCH = {"cpu": 1024, "cuda": 65536}
 
 _WARNED: set[str] = set()  # fallback reasons already reported in this process
 

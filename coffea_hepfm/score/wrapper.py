@@ -137,7 +137,7 @@ class HEPFMScore(nonserializable_attribute, numpy_call_wrapper):
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``. Local backend only.
     batch_size
         Events per network call: bounds the memory of one call (edges grow as ``n_nodes**2``).
-        ``None``: 1024 on CPU and 16384 on CUDA (``coffea_hepfm.score.local.DEFAULT_BATCH``).
+        ``None``: 1024 on CPU and 65536 on CUDA (``coffea_hepfm.score.local.DEFAULT_BATCH``).
     embedding
         Also return the graph embedding as ``out["embedding"]`` (fixed-length float32 list).
     backend
