@@ -96,7 +96,9 @@ def test_mixed_dask_collection_is_refused_naming_files_and_branches(
         scorer(open_events([v12, dy], mode="dask"))
     assert list(err.value.differences) == [str(dy)]
     # the other order: v12 lacks Photon (today a bare KeyError: 'nPhoton' from inside coffea)
-    with pytest.raises(MixedInputsError, match=r"nano_tt_v12\.root: .*lacks .*Photon_eta.*the run would fail"):
+    with pytest.raises(
+        MixedInputsError, match=r"nano_tt_v12\.root: .*lacks .*Photon_eta.*the run would fail"
+    ):
         scorer(open_events([dy, v12], mode="dask"))
     # v12 then a file without the jet ID the collection reads: the file, the branch and the remedy
     with pytest.raises(
@@ -122,7 +124,9 @@ def test_mixed_dataset_in_dask_ntuples_is_refused_naming_the_dataset(shared_nano
 
     files = [str(shared_nanoaod / "nano_tt_v12.root"), str(shared_nanoaod / "nano_dy.root")]
     fs = {"mixed": {"files": files, "metadata": {"label": "bkg", "xsec": 1.0}}}
-    with pytest.raises(MixedInputsError, match=r"dataset 'mixed':.*nano_dy\.root: would be read with .*Photon"):
+    with pytest.raises(
+        MixedInputsError, match=r"dataset 'mixed':.*nano_dy\.root: would be read with .*Photon"
+    ):
         make_ntuples(fs, tmp_path / "out", executor="dask", chunksize=100)
     assert not (tmp_path / "out" / "mixed").exists()  # nothing was run
 

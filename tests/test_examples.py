@@ -223,7 +223,9 @@ def test_documented_commands_run_from_a_fresh_clone(tmp_path):
         shrink(b) for b in documented_blocks((clones["examples"] / "examples" / "README.md").read_text())
     ]
     assert readme[0].strip() == "coffea-hepfm demo", readme[0]
-    assert len(readme) == 3 and "coffea-hepfm check-inputs" in readme[1]  # "Is my data in the model's domain?"
+    assert (
+        len(readme) == 3 and "coffea-hepfm check-inputs" in readme[1]
+    )  # "Is my data in the model's domain?"
     assert "coffea-hepfm study" in readme[2] and "coffea-hepfm ship" in readme[2]
     assert len(examples) == 2 and examples[0].count("end_to_end.py") == 2, examples
     # README's python blocks need `events`: a file that its Reproduce block simulated.

@@ -368,7 +368,11 @@ def test_bench_smoke(shared_nanoaod, tmp_path):
     with pytest.warns(MissingCollectionWarning, match="Photon_pt not found"):
         r = bench_graph(files, GraphSpec(), n_events=3000, batch_size=1000, workdir=tmp_path, chunk_size=1000)
     assert r["n_events"] == 3000 and r["n_edges"] > 0 and r["chunk_size"] == 1000
-    assert [p.rsplit("/", 1)[-1] for p in r["files"]] == ["nano_dy.root", "nano_tt_v12.root", "nano_dimuon.root"]
+    assert [p.rsplit("/", 1)[-1] for p in r["files"]] == [
+        "nano_dy.root",
+        "nano_tt_v12.root",
+        "nano_dimuon.root",
+    ]
     assert all(r[f"events_per_s_{s}_cpu"] > 0 for s in ("read", "record", "batches"))
     assert r["graph_ev_per_cpu_s"] == r["events_per_s_record_cpu"] and r["spec_version"] == 2
 

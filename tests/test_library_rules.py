@@ -11,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("coffea_hepfm", "processors", "examples")
+
+
 #: Files another branch is changing right now (their filters are being narrowed there); remove an entry
 #: once that branch is merged.
 def _call_name(node: ast.Call) -> str:

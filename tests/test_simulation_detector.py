@@ -42,7 +42,9 @@ def _binomial_ok(k: np.ndarray, expected: float, n: int, sigmas: float = 4.0) ->
 def test_tagger_efficiencies_at_working_points():
     rng = np.random.default_rng(11)
     flav = np.repeat([5, 4, 0], N)
-    s = taggers.scores(flav, np.zeros(3 * N), np.full(3 * N, 60.0), np.ones(3 * N, bool), rng, taggers.TAGGERS)
+    s = taggers.scores(
+        flav, np.zeros(3 * N), np.full(3 * N, 60.0), np.ones(3 * N, bool), rng, taggers.TAGGERS
+    )
     table = taggers.efficiency_table()
     for name, model in taggers.TAGGERS.items():
         assert model.wp == working_points(name, model.era).cuts  # the graph stage's tables

@@ -203,4 +203,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         typer.echo(f"Dask, {workers} workers, 4 chunks:        {r['dask_eps']:8.1f} events/s")
         typer.echo(f"speed-up with {workers} workers:          {r['speedup']:8.2f}x   (goal >= 1.8x)")
         if json_path is not None:
-            typer.echo(f"wrote {write_json(json_path, 'simulate', {'process': process, 'mpi': mpi, **r}, start)}")
+            typer.echo(
+                f"wrote {write_json(json_path, 'simulate', {'process': process, 'mpi': mpi, **r}, start)}"
+            )
