@@ -82,3 +82,19 @@ def test_compiled_or_eager_falls_back_with_one_warning():
     ok = _CompiledOrEager(lin, compiler=lambda m: m)  # a compiler that works: its module runs
     torch.testing.assert_close(ok(x), lin(x))
     assert ok.fallback_reason == ""
+
+
+def test_compiled_or_eager_passes_out_of_memory_through():
+    """A CUDA out-of-memory error is the batch's, not the compiler's: it propagates and the compiled
+    module stays in use."""
+    import torch
+
+    from coffea_hepfm.score.local import _CompiledOrEager
+
+    def oom(*_):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    run = _CompiledOrEager(torch.nn.Identity(), compiler=lambda m: oom)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run(torch.zeros(1))
+    assert run.fallback_reason == ""

@@ -53,10 +53,14 @@ class _CompiledOrEager:
     def __call__(self, *inputs):
         if self.fallback_reason:
             return self.eager(*inputs)
+        import torch
+
         try:
             if self._compiled is None:
                 self._compiled = self._compiler(self.eager)
             return self._compiled(*inputs)
+        except torch.cuda.OutOfMemoryError:  # a batch too large is not a compiler failure
+            raise
         except Exception as err:  # Inductor/Triton missing or failing: correct, slower
             self.fallback_reason = f"torch.compile failed: {type(err).__name__}: {str(err)[:200]}"
             if self.fallback_reason not in _WARNED:
