@@ -84,6 +84,33 @@ def _branch_names(spec: GraphSpec, available: Any) -> set[str] | None:
     return set(available)
 
 
+def collection_present(
+    spec: GraphSpec, obj: str, fields: Iterable[str], have, hint: str, absent: list
+) -> bool:
+    """Whether object type ``obj`` is read: ``False`` when the spec caps it at 0 or the file lacks its
+    ``pt`` (recorded in ``absent`` for the warning; an error with ``missing="error"``); a present
+    collection without one of ``fields`` is a :class:`MissingBranchError`. Shared by both spec versions'
+    resolvers (v2: :func:`coffea_hepfm.graph.sources.resolve_v2`)."""
+    coll = COLLECTIONS[obj]
+    if spec.cap(obj) == 0:
+        return False
+    if not have(f"{coll}_pt"):
+        if spec.missing == "error":
+            raise MissingBranchError(
+                f"{coll}_pt not found ({hint}; slimmed NanoAOD, e.g. v12 skims, drops {coll}): pass "
+                f"GraphSpec(max_{obj}s=0) or GraphSpec(missing='empty')",
+                f"{coll}_pt",
+            )
+        absent.append(f"{coll}_pt")
+        return False
+    for f in fields:
+        if not have(f"{coll}_{f}"):
+            raise MissingBranchError(
+                f"{coll}_{f} not found but {coll}_pt is ({hint}); the graph spec needs it", f"{coll}_{f}"
+            )
+    return True
+
+
 def resolve(spec: GraphSpec, available: Iterable[str] | Any | None = None) -> Plan:
     """Decide which branches ``spec`` reads from a file with branch names ``available``.
 
@@ -103,24 +130,9 @@ def resolve(spec: GraphSpec, available: Iterable[str] | Any | None = None) -> Pl
     absent: list[str] = []
     btag_branch, btag_wp = None, 0.0
     for obj, coll in COLLECTIONS.items():
-        if spec.cap(obj) == 0:
+        if not collection_present(spec, obj, FIELDS[obj], have, hint, absent):
             collections[obj] = None
             continue
-        if not have(f"{coll}_pt"):
-            if spec.missing == "error":
-                raise MissingBranchError(
-                    f"{coll}_pt not found ({hint}; slimmed NanoAOD, e.g. v12 skims, drops {coll}): pass "
-                    f"GraphSpec(max_{obj}s=0) or GraphSpec(missing='empty')",
-                    f"{coll}_pt",
-                )
-            absent.append(f"{coll}_pt")
-            collections[obj] = None
-            continue
-        for f in FIELDS[obj]:
-            if not have(f"{coll}_{f}"):
-                raise MissingBranchError(
-                    f"{coll}_{f} not found but {coll}_pt is ({hint}); the graph spec needs it", f"{coll}_{f}"
-                )
         if obj == "jet":
             for b, wp in spec.btag:
                 if have(f"Jet_{b}"):

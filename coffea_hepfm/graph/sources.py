@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 
 from coffea_hepfm.cms import objects as ids
+from coffea_hepfm.graph.columns import collection_present
 from coffea_hepfm.graph.errors import MissingBranchError, MissingCollectionWarning
 from coffea_hepfm.graph.spec import COLLECTIONS, GraphSpec
 from coffea_hepfm.nanoaod.versions import available_branches, version_hint
@@ -128,24 +129,9 @@ def resolve_v2(spec: GraphSpec, available: Iterable[str] | Any | None = None) ->
     choices: dict[str, str] = {}
     absent: list[str] = []
     for obj, coll in COLLECTIONS.items():
-        if spec.cap(obj) == 0:
+        if not collection_present(spec, obj, KINEMATICS[obj], have, hint, absent):
             collections[obj] = None
             continue
-        if not have(f"{coll}_pt"):
-            if spec.missing == "error":
-                raise MissingBranchError(
-                    f"{coll}_pt not found ({hint}; slimmed NanoAOD, e.g. v12 skims, drops {coll}): pass "
-                    f"GraphSpec(max_{obj}s=0) or GraphSpec(missing='empty')",
-                    f"{coll}_pt",
-                )
-            absent.append(f"{coll}_pt")
-            collections[obj] = None
-            continue
-        for f in KINEMATICS[obj]:
-            if not have(f"{coll}_{f}"):
-                raise MissingBranchError(
-                    f"{coll}_{f} not found but {coll}_pt is ({hint}); the graph spec needs it", f"{coll}_{f}"
-                )
         f, choice = _RESOLVERS[obj](spec, have, hint, run3)
         collections[obj] = coll
         fields[obj] = {**{k: k for k in KINEMATICS[obj]}, **f}
