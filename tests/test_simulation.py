@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import awkward as ak
@@ -111,6 +112,25 @@ def test_event_ids_unique(sim_files):
     assert 20 < np.mean(ak.to_numpy(ev.Pileup.nTrueInt)) < 45
 
 
+def test_simulation_has_run_1_and_reads_as_simulation_without_genweight(sim_files, tmp_path):
+    """Run 1, as CMS simulation: a copy that lost genWeight is still simulation (no era from its run)."""
+    import warnings
+
+    from graph_helpers import write_copy
+
+    from coffea_hepfm.graph import GraphSpec, build_graphs
+    from coffea_hepfm.graph.errors import EraWarning
+
+    for files in sim_files.values():
+        assert np.all(ak.to_numpy(open_events(files[0]).run) == 1)
+    copy = write_copy(sim_files["ttbar"][0], tmp_path / "no_genweight.root", drop=("genWeight",))
+    with uproot.open(copy) as f:
+        assert "genWeight" not in f["Events"].keys()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EraWarning)
+        build_graphs(open_events(copy, mode="virtual"), GraphSpec(max_photons=0))
+
+
 @pytest.fixture(scope="module")
 def resume_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume")
@@ -171,6 +191,36 @@ def test_bad_inputs_fail_before_work(tmp_path):
         simulate(["ttbar"], n_events=10, seed=1, out_dir=a_file / "sub")
     assert not out.exists()
     assert a_file.read_text() == "x"
+
+
+def test_pythia_settings_are_applied_stored_and_checked(resume_dir, tmp_path):
+    """``--pythia`` lines reach Pythia (same seed, 13.6 TeV: other events) and are stored; a rerun with other
+    lines, a line Pythia rejects and a ttH process are refused before any work."""
+    from typer.testing import CliRunner
+
+    from coffea_hepfm.cli import app
+
+    _, default = resume_dir
+    line = "Beams:eCM = 13600."
+    out = tmp_path / "a"
+    f = simulate(["ttbar"], n_events=100, seed=5, out_dir=out, chunk_size=100, progress=False, pythia=[line])
+    f = f["ttbar"][0]
+    with uproot.open(f) as r:
+        assert json.loads(str(r["hepfm_meta"]))["pythia_extra"] == [line]
+    with uproot.open(default[0]) as r:
+        assert json.loads(str(r["hepfm_meta"]))["pythia_extra"] == []
+    assert not ak.array_equal(_arrays(default[0]).Jet_pt, _arrays(f).Jet_pt)
+
+    runner = CliRunner()
+    rerun = runner.invoke(app, ["simulate", "ttbar", "-n", "100", "-c", "100", "-s", "5", "-o", str(out)])
+    assert rerun.exit_code == 2 and "--pythia" in rerun.output and "13600" in rerun.output, rerun.output
+    bad = ["simulate", "ttbar", "-n", "10", "-o", str(tmp_path / "b"), "--pythia", "Beams:eCMM = 1"]
+    bad = runner.invoke(app, bad)
+    assert bad.exit_code == 2 and "Pythia rejected setting 'Beams:eCMM = 1'" in bad.output, bad.output
+    assert not (tmp_path / "b").exists()
+    tth = runner.invoke(app, ["simulate", "tth", "-n", "10", "-o", str(tmp_path / "c"), "--pythia", line])
+    assert tth.exit_code == 2 and "not supported for 'tth'" in tth.output, tth.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_cli_bad_process_and_validate(sim_dir, tmp_path):

@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from coffea_hepfm.simulation.generator import chunk_seed, make_pythia
+from coffea_hepfm.simulation.generator import MPI_DEFAULT, chunk_seed, make_pythia
 from coffea_hepfm.simulation.runner import plan, run_chunk, simulate
 
 
-def raw_pythia_rate(process: str, n_events: int, seed: int = 1, mpi: bool = False) -> float:
+def raw_pythia_rate(process: str, n_events: int, seed: int = 1, mpi: bool = MPI_DEFAULT) -> float:
     """Events per second of ``pythia.next()`` alone (after init)."""
     pythia = make_pythia(process, chunk_seed(seed, process, 10_000), mpi=mpi)
     t0 = time.process_time()
@@ -44,7 +44,7 @@ def _warm_imports() -> None:
 
 
 def bench_simulation(
-    process: str = "ttbar", n_events: int = 2000, workers: int = 2, n_chunks: int = 4, mpi: bool = False
+    process: str = "ttbar", n_events: int = 2000, workers: int = 2, n_chunks: int = 4, mpi: bool = MPI_DEFAULT
 ) -> dict[str, float]:
     """Run the three measurements; returns rates in events/s and their ratios."""
     from distributed import Client, LocalCluster

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from coffea_hepfm.simulation.generator import MPI_DEFAULT
+
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coffea-hepfm" / "xsec.json"
 
 
@@ -46,12 +48,18 @@ def _check_existing(tasks) -> None:
             continue
         with uproot.open(t.path) as f:
             meta = json.loads(str(f["hepfm_meta"])) if "hepfm_meta" in f else {}
-        got = (meta.get("pythia_seed"), meta.get("n_events"), meta.get("mpi", False))
-        if got != (t.seed, t.n_events, t.mpi):
+        got = (
+            meta.get("pythia_seed"),
+            meta.get("n_events"),
+            meta.get("mpi", False),
+            meta.get("pythia_extra", []),
+        )
+        if got != (t.seed, t.n_events, t.mpi, list(t.pythia)):
             raise ValueError(
-                f"{t.path} was simulated with another --seed, --events/--chunk-size or --mpi (chunk seed "
-                f"{got[0]}, {got[1]} events, mpi={got[2]}; this request: chunk seed {t.seed}, {t.n_events} "
-                f"events, mpi={t.mpi}); choose another --out or delete that folder"
+                f"{t.path} was simulated with another --seed, --events/--chunk-size, --mpi or --pythia (chunk "
+                f"seed {got[0]}, {got[1]} events, mpi={got[2]}, pythia={got[3]}; this request: chunk seed "
+                f"{t.seed}, {t.n_events} events, mpi={t.mpi}, pythia={list(t.pythia)}); choose another --out or "
+                "delete that folder"
             )
 
 
@@ -69,7 +77,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         ),
         chunk_size: int = typer.Option(1000, "--chunk-size", "-c", help="Events per output file."),
         scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
-        mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
+        mpi: bool = typer.Option(
+            MPI_DEFAULT, "--mpi/--no-mpi", help="Pythia multiparton interactions (default on)."
+        ),
+        pythia: list[str] = typer.Option(
+            None,
+            "--pythia",
+            help="Extra Pythia setting 'Key = value', applied after the defaults and stored in each file "
+            "(repeatable; not for ttH processes), e.g. --pythia 'Beams:eCM = 13600.'",
+        ),
     ) -> None:
         """Generate Pythia 8 events, run the detector, write NanoAOD chunk files (a rerun resumes)."""
         from coffea_hepfm.simulation import simulate
@@ -78,7 +94,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         try:
             names = [canonical_name(p) for p in processes]
-            tasks = plan(names, events, seed, out, chunk_size, mpi)
+            tasks = plan(names, events, seed, out, chunk_size, mpi, pythia or ())
             _check_existing(tasks)
             todo = [t for t in tasks if not Path(t.path).exists()]
             if not todo:
@@ -95,6 +111,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 chunk_size=chunk_size,
                 client=scheduler,
                 mpi=mpi,
+                pythia=pythia or (),
                 progress=bool(todo),
             )
         except (KeyError, ValueError, OSError) as err:
@@ -181,7 +198,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         process: str = typer.Option("ttbar", help="Process to benchmark."),
         events: int = typer.Option(2000, "--events", help="Events per measurement."),
         workers: int = typer.Option(2, "--workers", help="Dask workers for the speed-up."),
-        mpi: bool = typer.Option(False, "--mpi/--no-mpi", help="Pythia multiparton interactions."),
+        mpi: bool = typer.Option(
+            MPI_DEFAULT, "--mpi/--no-mpi", help="Pythia multiparton interactions (default on)."
+        ),
         json_path: Path = typer.Option(
             None, "--json", help="Also write the figures (and machine, command) here."
         ),

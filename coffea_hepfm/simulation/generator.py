@@ -4,9 +4,10 @@ Events come out of Pythia through ``Pythia.nextBatch`` (pythia8mc >= 8.311), whi
 C++: no Python loop over events or particles. The full event record (history included) is returned, so the
 detector can match jets to B/C hadrons and build the GenPart record.
 
-Default settings: pp at 13 TeV, parton shower and hadronisation on, multiparton interactions (MPI) off.
-MPI off makes generation ~2x faster; the underlying event it would add is small next to the parametrised
-detector's resolution terms (which include a pileup-dependent noise term). ``mpi=True`` turns it back on.
+Default settings: pp at 13 TeV, parton shower, multiparton interactions (MPI) and hadronisation on
+(``MPI_DEFAULT``). MPI costs ~5x in generation time; it is on because the underlying event it adds is what
+gives particle-level jets the mass CMS's GenJets have (docs/design.md, simulation). ``mpi=False`` (``simulate
+--no-mpi``) turns it off.
 
 Examples
 --------
@@ -20,7 +21,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import awkward as ak
 
@@ -40,6 +41,8 @@ BASE_SETTINGS = (
     "ParticleDecays:tau0Max = 10.",
     "Random:setSeed = on",
 )
+# Multiparton interactions: on since 2026-12-01 (jet mass; docs/design.md, simulation).
+MPI_DEFAULT = True
 # Pythia accepts seeds in [0, 900_000_000].
 MAX_SEED = 900_000_000
 
@@ -50,8 +53,9 @@ def chunk_seed(seed: int, process: str, chunk: int) -> int:
     return int.from_bytes(digest[:8], "little") % (MAX_SEED - 1) + 1
 
 
-def pythia_settings(process: str, seed: int, mpi: bool = False) -> list[str]:
-    """All ``readString`` lines for ``process`` with Pythia seed ``seed``."""
+def pythia_settings(process: str, seed: int, mpi: bool = MPI_DEFAULT, extra: Sequence[str] = ()) -> list[str]:
+    """All ``readString`` lines for ``process`` with Pythia seed ``seed``; ``extra`` lines come last, so
+    they override the defaults (``simulate --pythia``)."""
     proc = get_process(process)
     if not 0 < seed < MAX_SEED:
         raise ValueError(f"Pythia seed must be in (0, {MAX_SEED}), got {seed}")
@@ -60,15 +64,32 @@ def pythia_settings(process: str, seed: int, mpi: bool = False) -> list[str]:
         f"Random:seed = {seed}",
         f"PartonLevel:MPI = {'on' if mpi else 'off'}",
         *proc.settings,
+        *extra,
     ]
 
 
-def make_pythia(process: str, seed: int, mpi: bool = False):
+def check_settings(extra: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the first line of ``extra`` that Pythia does not accept (before any
+    event is generated)."""
+    if not extra:
+        return
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in extra:
+        if not isinstance(line, str) or not pythia.readString(line):
+            raise ValueError(
+                f"Pythia rejected setting {line!r}: write it as 'Key = value' with a name from the Pythia 8 "
+                "manual, e.g. 'Beams:eCM = 13600.'"
+            )
+
+
+def make_pythia(process: str, seed: int, mpi: bool = MPI_DEFAULT, extra: Sequence[str] = ()):
     """An initialised ``pythia8mc.Pythia`` for ``process``; raises ``RuntimeError`` if init fails."""
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for line in pythia_settings(process, seed, mpi):
+    for line in pythia_settings(process, seed, mpi, extra):
         if not pythia.readString(line):
             raise RuntimeError(f"Pythia rejected setting {line!r} for process {process!r}")
     if not pythia.init():
@@ -95,7 +116,7 @@ def sigma_gen_pb(pythia) -> float:
     return float(pythia.infoPython().sigmaGen()) * 1e9
 
 
-def cross_section_pb(process: str, n_events: int = 200, seed: int = 1, mpi: bool = False) -> float:
+def cross_section_pb(process: str, n_events: int = 200, seed: int = 1, mpi: bool = MPI_DEFAULT) -> float:
     """Pythia's ``sigmaGen`` for ``process`` after ``n_events`` events (statistical precision ~ a few %).
 
     ttH processes (``cp_alpha_deg`` set) return ``sigma_SM * <|M(alpha)|^2 / |M(0)|^2>`` from

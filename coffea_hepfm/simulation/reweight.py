@@ -48,7 +48,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from coffea_hepfm.simulation.generator import BASE_SETTINGS, MAX_SEED
+from coffea_hepfm.simulation.generator import BASE_SETTINGS, MAX_SEED, MPI_DEFAULT
 from coffea_hepfm.simulation.lhe import LHERecord, write_lhe
 from coffea_hepfm.simulation.processes import get_process
 from coffea_hepfm.simulation.ttphi_me import ME2Components, me2_components, on_shell_tops
@@ -184,7 +184,7 @@ def process_level_pythia(process: str, seed: int):
     return pythia
 
 
-def shower_pythia(process: str, lhe_path: str | Path, seed: int, mpi: bool = False):
+def shower_pythia(process: str, lhe_path: str | Path, seed: int, mpi: bool = MPI_DEFAULT):
     """Pythia that reads ``lhe_path`` and decays, showers and hadronises it with ``process``'s settings."""
     import pythia8mc
 
@@ -273,7 +273,7 @@ def reweighted_batches(
     process: str,
     seed: int,
     n_events: int,
-    mpi: bool = False,
+    mpi: bool = MPI_DEFAULT,
     batch_size: int = 500,
     meta: dict | None = None,
     progress: Callable[[int], None] | None = None,

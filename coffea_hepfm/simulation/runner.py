@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from coffea_hepfm.simulation.generator import chunk_seed
+from coffea_hepfm.simulation.generator import MPI_DEFAULT, check_settings, chunk_seed
 from coffea_hepfm.simulation.processes import get_process
 from coffea_hepfm.simulation.writer import TMP_PREFIX
 
@@ -39,16 +38,17 @@ class ChunkTask:
     first_event: int
     seed: int
     path: str
-    mpi: bool = False
+    mpi: bool = MPI_DEFAULT
+    pythia: tuple[str, ...] = ()  # extra Pythia settings (``simulate --pythia``), applied last
 
 
 def chunk_path(out_dir: str | os.PathLike, process: str, chunk: int) -> Path:
     return Path(out_dir) / process / f"{process}_{chunk:05d}.root"
 
 
-def run_number(process: str) -> int:
-    """A stable NanoAOD ``run`` number per process name."""
-    return zlib.crc32(process.encode()) % 900_000 + 1
+# CMS simulation has run 1 (its eras come from the production campaign, not the run); a per-process
+# number could fall in a data era's run range and make a copy without genWeight read as collision data.
+SIM_RUN = 1
 
 
 def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], None] | None = None) -> dict:
@@ -70,7 +70,7 @@ def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], 
     if proc.cp_alpha_deg is None:
         from coffea_hepfm.simulation.generator import generate_batches, make_pythia, sigma_gen_pb
 
-        pythia = make_pythia(task.process, task.seed, mpi=task.mpi)
+        pythia = make_pythia(task.process, task.seed, mpi=task.mpi, extra=task.pythia)
         t_init, c_init = time.perf_counter() - t0, time.process_time() - c0
         for prt in generate_batches(pythia, task.n_events, batch_size):
             batches.append(reconstruct(prt, rng))
@@ -97,7 +97,7 @@ def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], 
         data["arrays"] = {"LHEReweightingWeight": np.concatenate(lhe_w)}
     n = task.n_events
     data["scalars"] = {
-        "run": np.full(n, run_number(task.process)),
+        "run": np.full(n, SIM_RUN),
         "luminosityBlock": np.full(n, task.chunk + 1),
         "event": np.arange(task.first_event + 1, task.first_event + n + 1),
         "genWeight": gen_weight,
@@ -111,6 +111,7 @@ def run_chunk(task: ChunkTask, batch_size: int = 500, progress: Callable[[int], 
         "pythia_seed": task.seed,
         "mpi": task.mpi,
         "settings": list(proc.settings),
+        "pythia_extra": list(task.pythia),
         "init_seconds": t_init,
         **extra,
     }
@@ -132,15 +133,29 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def plan(
-    processes: Sequence[str], n_events: int, seed: int, out_dir: str | os.PathLike, chunk_size: int, mpi: bool
+    processes: Sequence[str],
+    n_events: int,
+    seed: int,
+    out_dir: str | os.PathLike,
+    chunk_size: int,
+    mpi: bool,
+    pythia: Sequence[str] = (),
 ) -> list[ChunkTask]:
     """All chunk tasks of a request, validated; raises before any work on bad input."""
     if isinstance(processes, str):
         processes = [processes]
     if not processes:
         raise ValueError("no process given")
+    pythia = tuple(pythia)
     for p in processes:
-        get_process(p)
+        if get_process(p).cp_alpha_deg is not None and pythia:
+            # their hard process comes from our own LHE step (simulation.reweight), which these lines
+            # would not reach: refuse rather than write files whose settings differ from their metadata
+            raise ValueError(
+                f"--pythia settings are not supported for {p!r}: ttH samples are generated through the "
+                "CP reweighting step (simulation.reweight); simulate them without --pythia"
+            )
+    check_settings(pythia)
     if isinstance(n_events, bool) or int(n_events) != n_events or n_events <= 0:
         raise ValueError(f"n_events must be a positive integer, got {n_events}")
     if int(chunk_size) != chunk_size or chunk_size <= 0:
@@ -159,6 +174,7 @@ def plan(
                     chunk_seed(seed, p, c),
                     str(chunk_path(out_dir, p, c)),
                     mpi,
+                    pythia,
                 )
             )
     return tasks
@@ -179,7 +195,8 @@ def simulate(
     chunk_size: int = 1000,
     client=None,
     progress: bool = True,
-    mpi: bool = False,
+    mpi: bool = MPI_DEFAULT,
+    pythia: Sequence[str] = (),
 ) -> dict[str, list[Path]]:
     """Simulate ``n_events`` per process into NanoAOD chunk files.
 
@@ -201,13 +218,16 @@ def simulate(
     progress
         Show a rich progress bar.
     mpi
-        Turn on Pythia multiparton interactions (off by default for speed).
+        Pythia multiparton interactions (default ``MPI_DEFAULT``, on; ``False`` is ~4x faster).
+    pythia
+        Extra Pythia ``readString`` lines (``"Key = value"``), applied after the defaults and stored in
+        each file's metadata (``pythia_extra``); e.g. ``["Beams:eCM = 13600."]``. Not for ttH processes.
 
     Returns
     -------
     ``{process: [chunk files]}`` in chunk order, including chunks that already existed.
     """
-    tasks = plan(processes, n_events, seed, out_dir, chunk_size, mpi)
+    tasks = plan(processes, n_events, seed, out_dir, chunk_size, mpi, pythia)
     if int(workers) != workers or workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     out_dir = Path(out_dir)
