@@ -327,11 +327,12 @@ def _untrained(pretrained=BACKBONE, seed=0):
 
 
 # Thresholds: on this 200-event training set and 160-event test split (40 ttbar, 120 Z'), fine-tuning
-# the shipped backbone measured test AUC 0.97 (full and head-first), 0.95 (frozen) and scratch 0.91; the
-# Hanley-McNeil standard error at these AUCs is 0.01-0.03, and 0.05 at AUC 0.5. Each threshold is
-# >= 3 standard errors below the measured value and >= 7 above chance, and each run must also beat
-# its own untrained starting point (a random head on the backbone scores anywhere; here 0.75).
-@pytest.mark.parametrize("init, threshold", [("pretrained", 0.93), ("scratch", 0.85)])
+# the shipped backbone (simulation with MPI on, 2026-12-01) measured test AUC 0.928 (full), 0.925
+# (head-first), 0.896 (frozen) and scratch 0.899; the Hanley-McNeil standard error at these AUCs is
+# 0.019-0.024, and 0.05 at AUC 0.5. Each threshold is 3 standard errors below the measured value (>= 6.6
+# above chance), and each run must also beat its own untrained starting point (a random head on the
+# backbone scores anywhere; here 0.27).
+@pytest.mark.parametrize("init, threshold", [("pretrained", 0.87), ("scratch", 0.83)])
 def test_finetune_learns_an_easy_task(zprime_dir, init, threshold):
     from coffea_hepfm.training.finetune import finetune
 
@@ -365,7 +366,7 @@ def test_frozen_strategy_trains_only_the_head(zprime_dir):
     assert all(not torch.equal(v, start.head.state_dict()[k]) for k, v in model.head.state_dict().items())
     before, after = _auc(start, info["splits"].test), info["metrics"]["auc"]
     print(f"frozen: test AUC {before:.3f} before, {after:.3f} after")
-    assert after >= 0.9 and after >= before + 0.05
+    assert after >= 0.83 and after >= before + 0.05
 
 
 def test_head_strategy_trains_head_then_everything(zprime_dir):
@@ -398,7 +399,7 @@ def test_head_strategy_trains_head_then_everything(zprime_dir):
         max(head_phase["best_score"], full_phase["best_score"]), abs=1e-5
     )
     print(f"head: test AUC {info['metrics']['auc']:.3f}")
-    assert info["metrics"]["auc"] >= 0.93
+    assert info["metrics"]["auc"] >= 0.87
 
 
 def test_study_then_ship_records_the_route(train_dir, backbone_file, tmp_path):

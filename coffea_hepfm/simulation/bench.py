@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from coffea_hepfm.simulation.generator import MPI_DEFAULT, chunk_seed, make_pythia
+from coffea_hepfm.simulation.generator import chunk_seed, make_pythia
+from coffea_hepfm.simulation.processes import MPI_DEFAULT
 from coffea_hepfm.simulation.runner import plan, run_chunk, simulate
 
 

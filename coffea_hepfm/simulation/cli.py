@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from coffea_hepfm.simulation.generator import MPI_DEFAULT
+from coffea_hepfm.simulation.processes import MPI_DEFAULT
 
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "coffea-hepfm" / "xsec.json"
 

@@ -5,7 +5,7 @@ C++: no Python loop over events or particles. The full event record (history inc
 detector can match jets to B/C hadrons and build the GenPart record.
 
 Default settings: pp at 13 TeV, parton shower, multiparton interactions (MPI) and hadronisation on
-(``MPI_DEFAULT``). MPI costs ~5x in generation time; it is on because the underlying event it adds is what
+(``processes.MPI_DEFAULT``). MPI costs ~5x in generation time; it is on because the underlying event it adds is what
 gives particle-level jets the mass CMS's GenJets have (docs/design.md, simulation). ``mpi=False`` (``simulate
 --no-mpi``) turns it off.
 
@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 import awkward as ak
 
-from coffea_hepfm.simulation.processes import get_process
+from coffea_hepfm.simulation.processes import MPI_DEFAULT, get_process
 
 BASE_SETTINGS = (
     "Beams:idA = 2212",
@@ -41,8 +41,6 @@ BASE_SETTINGS = (
     "ParticleDecays:tau0Max = 10.",
     "Random:setSeed = on",
 )
-# Multiparton interactions: on since 2026-12-01 (jet mass; docs/design.md, simulation).
-MPI_DEFAULT = True
 # Pythia accepts seeds in [0, 900_000_000].
 MAX_SEED = 900_000_000
 

@@ -45,6 +45,10 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Literal
 
+# Multiparton interactions for every process: on since 2026-12-01 (jet mass; docs/design.md, simulation).
+# Here rather than in ``generator`` so the CLI can show the default without importing awkward.
+MPI_DEFAULT = True
+
 Role = Literal["pretraining", "downstream", "validation"]
 
 # Z -> ll forced decays, used by the validation sample.

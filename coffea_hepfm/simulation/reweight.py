@@ -48,9 +48,9 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from coffea_hepfm.simulation.generator import BASE_SETTINGS, MAX_SEED, MPI_DEFAULT
+from coffea_hepfm.simulation.generator import BASE_SETTINGS, MAX_SEED
 from coffea_hepfm.simulation.lhe import LHERecord, write_lhe
-from coffea_hepfm.simulation.processes import get_process
+from coffea_hepfm.simulation.processes import MPI_DEFAULT, get_process
 from coffea_hepfm.simulation.ttphi_me import ME2Components, me2_components, on_shell_tops
 
 #: Mixing angles (degrees) of ``LHEReweightingWeight``, in index order; kappa = kappa_tilde = 1.

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from coffea_hepfm.simulation.generator import MPI_DEFAULT, check_settings, chunk_seed
-from coffea_hepfm.simulation.processes import get_process
+from coffea_hepfm.simulation.generator import check_settings, chunk_seed
+from coffea_hepfm.simulation.processes import MPI_DEFAULT, get_process
 from coffea_hepfm.simulation.writer import TMP_PREFIX
 
 
