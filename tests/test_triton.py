@@ -414,8 +414,10 @@ def test_cli_export_serve_and_ctrl_c(model_file, local, shared_nanoaod, tmp_path
     assert "verified" in result.output
     exe = [sys.executable, "-m", "coffea_hepfm.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    # started with SIGINT ignored, as a background job of a script is: Ctrl-C must still stop it
     proc = subprocess.Popen([*exe, "serve", "--repo", str(repo), "--grpc-port", "0", "--http-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     try:
         lines = []
         deadline = time.monotonic() + 120

@@ -91,6 +91,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             def _stop(signum, frame):  # SIGTERM behaves like Ctrl-C
                 raise KeyboardInterrupt
 
+            # Ctrl-C too, explicitly: a process started with SIGINT ignored (a background job of a script,
+            # as `cmd &` in bash is) inherits that, and Python then never raises KeyboardInterrupt
+            signal.signal(signal.SIGINT, _stop)
             signal.signal(signal.SIGTERM, _stop)
             with console.status("starting tritonserver ..."):
                 try:
