@@ -210,6 +210,9 @@ def test_pythia_settings_are_applied_stored_and_checked(resume_dir, tmp_path):
     with uproot.open(default[0]) as r:
         assert json.loads(str(r["hepfm_meta"]))["pythia_extra"] == []
     assert not ak.array_equal(_arrays(default[0]).Jet_pt, _arrays(f).Jet_pt)
+    # the Python API refuses to reuse them for a request without the line, as the CLI does
+    with pytest.raises(ValueError, match=r"--pythia .*pythia=\['Beams:eCM = 13600.'\]"):
+        simulate(["ttbar"], n_events=100, seed=5, out_dir=out, chunk_size=100, progress=False)
 
     runner = CliRunner()
     rerun = runner.invoke(app, ["simulate", "ttbar", "-n", "100", "-c", "100", "-s", "5", "-o", str(out)])

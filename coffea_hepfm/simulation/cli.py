@@ -39,30 +39,6 @@ def _cached_xsecs(names: list[str], n_events: int) -> dict[str, float]:
     return out
 
 
-def _check_existing(tasks) -> None:
-    """Refuse chunk files left by another request (seed, size or MPI) that a rerun would silently reuse."""
-    import uproot
-
-    for t in tasks:
-        if not Path(t.path).exists():
-            continue
-        with uproot.open(t.path) as f:
-            meta = json.loads(str(f["hepfm_meta"])) if "hepfm_meta" in f else {}
-        got = (
-            meta.get("pythia_seed"),
-            meta.get("n_events"),
-            meta.get("mpi", False),
-            meta.get("pythia_extra", []),
-        )
-        if got != (t.seed, t.n_events, t.mpi, list(t.pythia)):
-            raise ValueError(
-                f"{t.path} was simulated with another --seed, --events/--chunk-size, --mpi or --pythia (chunk "
-                f"seed {got[0]}, {got[1]} events, mpi={got[2]}, pythia={got[3]}; this request: chunk seed "
-                f"{t.seed}, {t.n_events} events, mpi={t.mpi}, pythia={list(t.pythia)}); choose another --out or "
-                "delete that folder"
-            )
-
-
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
@@ -95,13 +71,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         try:
             names = [canonical_name(p) for p in processes]
             tasks = plan(names, events, seed, out, chunk_size, mpi, pythia or ())
-            _check_existing(tasks)
             todo = [t for t in tasks if not Path(t.path).exists()]
-            if not todo:
-                typer.echo(
-                    f"already done: all {len(tasks)} chunk file(s) exist in {out} with this seed and "
-                    "size; nothing to simulate"
-                )
             files = simulate(
                 names,
                 events,
@@ -119,6 +89,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             message = str(err) if isinstance(err, OSError) or not err.args else err.args[0]
             typer.secho(f"error: {message}", fg="red", err=True)
             raise typer.Exit(2) from None
+        if not todo:  # said after simulate() has checked that the files are of this request
+            typer.echo(
+                f"already done: all {len(tasks)} chunk file(s) exist in {out} with this seed and "
+                "size; nothing to simulate"
+            )
         for name, paths in files.items():
             typer.echo(f"{name}: {len(paths)} file(s) in {out / name}")
 

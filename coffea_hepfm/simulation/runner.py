@@ -17,6 +17,7 @@ ValueError: n_events must be a positive integer, got 0
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -186,6 +187,31 @@ def _clean_stale(out_dir: Path, processes: Sequence[str]) -> None:
             stale.unlink(missing_ok=True)
 
 
+def check_existing(tasks: Sequence[ChunkTask]) -> None:
+    """Refuse chunk files left by another request (seed, size, MPI or ``--pythia`` lines) that a rerun would
+    silently reuse; called by :func:`simulate`, so the Python API is guarded as the CLI is."""
+    import uproot
+
+    for t in tasks:
+        if not Path(t.path).exists():
+            continue
+        with uproot.open(t.path) as f:
+            meta = json.loads(str(f["hepfm_meta"])) if "hepfm_meta" in f else {}
+        got = (
+            meta.get("pythia_seed"),
+            meta.get("n_events"),
+            meta.get("mpi", False),
+            meta.get("pythia_extra", []),
+        )
+        if got != (t.seed, t.n_events, t.mpi, list(t.pythia)):
+            raise ValueError(
+                f"{t.path} was simulated with another --seed, --events/--chunk-size, --mpi or --pythia (chunk "
+                f"seed {got[0]}, {got[1]} events, mpi={got[2]}, pythia={got[3]}; this request: chunk seed "
+                f"{t.seed}, {t.n_events} events, mpi={t.mpi}, pythia={list(t.pythia)}); choose another --out or "
+                "delete that folder"
+            )
+
+
 def simulate(
     processes: Sequence[str],
     n_events: int,
@@ -230,6 +256,7 @@ def simulate(
     tasks = plan(processes, n_events, seed, out_dir, chunk_size, mpi, pythia)
     if int(workers) != workers or workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    check_existing(tasks)
     out_dir = Path(out_dir)
     names = list(dict.fromkeys([t.process for t in tasks]))
     for p in names:
